@@ -1,0 +1,1 @@
+"""alexnet family (to be written)."""

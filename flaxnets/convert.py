@@ -1,0 +1,245 @@
+"""Strict conversion between torchvision state_dicts and flaxnets variables.
+
+Flax module paths mirror torchvision's module paths, so a torch key is the Flax path joined
+with "." plus a leaf rename, and a tensor is at most a transpose:
+
+    params/<path>/kernel (kh, kw, in, out)  <->  <path>.weight (out, in, kh, kw)   conv
+    params/<path>/kernel (in, out)          <->  <path>.weight (out, in)           linear
+    params/<path>/scale                     <->  <path>.weight                     batchnorm
+    params/<path>/bias                      <->  <path>.bias
+    batch_stats/<path>/mean | var           <->  <path>.running_mean | running_var
+    batch_stats/<path>/num_batches_tracked  <->  <path>.num_batches_tracked (int32 <-> int64)
+
+Both directions consume every key and produce every leaf or raise one `ConversionError`
+naming the missing, unexpected and mis-shaped keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import torch
+
+_LEAF_TO_TORCH = {
+    ("params", "kernel"): "weight",
+    ("params", "scale"): "weight",
+    ("params", "bias"): "bias",
+    ("batch_stats", "mean"): "running_mean",
+    ("batch_stats", "var"): "running_var",
+    ("batch_stats", "num_batches_tracked"): "num_batches_tracked",
+}
+COLLECTIONS = ("params", "batch_stats")
+_MAX_LISTED = 12
+
+
+class ConversionError(ValueError):
+    """A state_dict / variables tree does not fit the model's layout."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    collection: str
+    path: tuple[str, ...]      # Flax path inside the collection
+    flax_shape: tuple[int, ...]
+    torch_shape: tuple[int, ...]
+    dtype: Any
+
+    def to_torch_layout(self, a: np.ndarray) -> np.ndarray:
+        if self.path[-1] == "kernel" and a.ndim == 4:
+            return a.transpose(3, 2, 0, 1)
+        if self.path[-1] == "kernel" and a.ndim == 2:
+            return a.T
+        return a
+
+    def to_flax_layout(self, a: np.ndarray) -> np.ndarray:
+        if self.path[-1] == "kernel" and a.ndim == 4:
+            return a.transpose(2, 3, 1, 0)
+        if self.path[-1] == "kernel" and a.ndim == 2:
+            return a.T
+        return a
+
+
+def torch_key(collection: str, path: tuple[str, ...]) -> str:
+    try:
+        leaf = _LEAF_TO_TORCH[(collection, path[-1])]
+    except KeyError:
+        raise ConversionError(
+            f"no torch name for Flax leaf {collection}/{'/'.join(path)}") from None
+    return ".".join(path[:-1] + (leaf,))
+
+
+def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, prefix + (k,)))
+        else:
+            out[prefix + (k,)] = v
+    return out
+
+
+def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
+    out: dict = {}
+    for path, v in flat.items():
+        d = out
+        for k in path[:-1]:
+            d = d.setdefault(k, {})
+        d[path[-1]] = v
+    return out
+
+
+def _torch_shape(path, shape) -> tuple[int, ...]:
+    if path[-1] == "kernel" and len(shape) == 4:
+        return (shape[3], shape[2], shape[0], shape[1])
+    if path[-1] == "kernel" and len(shape) == 2:
+        return (shape[1], shape[0])
+    return tuple(shape)
+
+
+def input_size(model) -> int:
+    """The square input size a model is defined at (for shape inference)."""
+    return int(getattr(model, "default_input_size", 224))
+
+
+def variable_shapes(model) -> dict:
+    """`jax.eval_shape` of `model.init`: the variables' shapes and dtypes, nothing computed."""
+    s = input_size(model)
+    x = jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), train=False))
+
+
+def layout(name: str, **kwargs) -> "OrderedDict[str, Leaf]":
+    """torch key -> Leaf for registered model `name` built with `kwargs`."""
+    from flaxnets import create_model
+
+    shapes = variable_shapes(create_model(name, **kwargs))
+    table: OrderedDict[str, Leaf] = OrderedDict()
+    for col in COLLECTIONS:
+        for path, sds in _flatten(shapes.get(col, {})).items():
+            table[torch_key(col, path)] = Leaf(col, path, tuple(sds.shape),
+                                               _torch_shape(path, sds.shape), sds.dtype)
+    extra = set(shapes) - set(COLLECTIONS)
+    if extra:
+        raise ConversionError(f"{name}: unsupported variable collections {sorted(extra)}")
+    return table
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f", ... ({len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
+
+
+def _check(name: str, expected: Mapping[str, tuple], got: Mapping[str, tuple], what: str):
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    bad = [f"{k}: expected {expected[k]}, got {got[k]}"
+           for k in expected if k in got and tuple(expected[k]) != tuple(got[k])]
+    if missing or unexpected or bad:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} {what}: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} {what}: {_listing(unexpected)}")
+        if bad:
+            parts.append(f"{len(bad)} shape mismatches: {_listing(bad)}")
+        raise ConversionError(f"{name}: " + "; ".join(parts))
+
+
+def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:  # numpy has no bfloat16: reinterpret the bits
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def numpy_to_tensor(a: np.ndarray) -> torch.Tensor:
+    a = np.array(a, order="C", copy=True)  # (np.ascontiguousarray would make 0-d arrays 1-d)
+    if a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) -> dict:
+    """torchvision state_dict -> {"params": ..., "batch_stats": ...} for flaxnets model `name`.
+
+    Every key must be consumed and every Flax leaf produced with the right shape. Tensors
+    keep their dtype (float32 stays float32; float64 needs `jax_enable_x64`).
+    """
+    table = layout(name, **kwargs)
+    arrays = {k: (tensor_to_numpy(v) if isinstance(v, torch.Tensor) else np.asarray(v))
+              for k, v in state_dict.items()}
+    _check(name, {k: leaf.torch_shape for k, leaf in table.items()},
+           {k: a.shape for k, a in arrays.items()}, "torch keys")
+    flat: dict[str, dict] = {col: {} for col in COLLECTIONS}
+    for key, leaf in table.items():
+        a = leaf.to_flax_layout(arrays[key])
+        if leaf.path[-1] == "num_batches_tracked":
+            a = a.astype(np.int32)
+        flat[leaf.collection][leaf.path] = jnp.asarray(a)
+    return {col: _unflatten(f) for col, f in flat.items() if f}
+
+
+def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "OrderedDict[str, torch.Tensor]":
+    """flaxnets variables -> torchvision state_dict (strict, shapes checked)."""
+    table = layout(name, **kwargs)
+    unknown = sorted(set(variables) - set(COLLECTIONS))
+    if unknown:
+        raise ConversionError(f"{name}: unexpected variable collections {unknown}")
+    got = {}
+    for col in COLLECTIONS:
+        for path, v in _flatten(variables.get(col, {})).items():
+            got[torch_key(col, path)] = (path, v)
+    _check(name, {k: leaf.flax_shape for k, leaf in table.items()},
+           {k: tuple(np.shape(v)) for k, (_, v) in got.items()}, "Flax leaves")
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, leaf in table.items():
+        a = leaf.to_torch_layout(np.asarray(jax.device_get(got[key][1])))
+        if leaf.path[-1] == "num_batches_tracked":
+            a = a.astype(np.int64)
+        out[key] = numpy_to_tensor(a)
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+def load_torch_checkpoint(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+    """Read a torchvision-style checkpoint: a plain state_dict `.pth`, a dict wrapping one
+    under "state_dict" or "model", DataParallel's "module." prefix, or `.safetensors`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            obj = load_file(path)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt, or not a checkpoint at all
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a state_dict of tensors (optionally under "
+                         f"'state_dict' or 'model'), got {type(obj).__name__}")
+    keys = list(obj)
+    if keys and all(k.startswith("module.") for k in keys):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return OrderedDict(obj)
+
+
+def init_variables(name: str, rng=None, **kwargs) -> dict:
+    """Freshly initialised variables for registered model `name`."""
+    from flaxnets import create_model
+
+    model = create_model(name, **kwargs)
+    s = input_size(model)
+    rng = jax.random.key(0) if rng is None else rng
+    return jax.jit(lambda r: model.init(r, jnp.zeros((1, s, s, 3), jnp.float32), train=False))(rng)

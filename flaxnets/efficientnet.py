@@ -1,0 +1,1 @@
+"""efficientnet family (to be written)."""

@@ -1,0 +1,1 @@
+"""lenet family (to be written)."""

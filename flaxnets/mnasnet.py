@@ -1,0 +1,1 @@
+"""mnasnet family (to be written)."""

@@ -1,0 +1,1 @@
+"""mobilenetv1 family (to be written)."""

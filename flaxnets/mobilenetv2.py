@@ -1,0 +1,1 @@
+"""mobilenetv2 family (to be written)."""

@@ -1,0 +1,1 @@
+"""mobilenetv3 family (to be written)."""

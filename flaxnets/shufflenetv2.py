@@ -1,0 +1,1 @@
+"""shufflenetv2 family (to be written)."""

@@ -1,0 +1,8 @@
+import pytest
+
+from parity_tests.harness import set_precision
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _precision():
+    set_precision()

@@ -1,0 +1,233 @@
+"""Layer-by-layer numerical parity between flaxnets models and their torchref twins.
+
+Protocol (torch is the reference): build the torchref model from a seed, randomise every
+BatchNorm's affine parameters and running statistics and every bias (random init alone hides
+BN bugs), convert its state_dict with `flaxnets.from_torch_state_dict`, then compare
+
+- eval logits (float32) and the output of every module that exists on both sides, matched
+  by torchvision module path (Flax module paths mirror torch's);
+- train mode in float64: logits, the updated running_mean / running_var /
+  num_batches_tracked, and the gradient of a scalar loss for every parameter.
+
+Errors are relative: max |flax - torch| / max |torch|.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+import flaxnets
+import torchref
+from flaxnets.convert import from_torch_state_dict, tensor_to_numpy, to_torch_state_dict
+
+
+def set_precision() -> None:
+    jax.config.update("jax_default_matmul_precision", "highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def rel_err(got, ref) -> float:
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape:
+        raise AssertionError(f"shape mismatch: flax {got.shape} vs torch {ref.shape}")
+    scale = np.max(np.abs(ref)) if ref.size else 0.0
+    diff = np.max(np.abs(got - ref)) if ref.size else 0.0
+    if scale == 0.0:
+        return float(diff)
+    return float(diff / scale)
+
+
+def supported_kwargs(name: str, kwargs: dict) -> dict:
+    """The subset of `kwargs` that both builders of `name` accept."""
+    keep = set(kwargs)
+    for side in (flaxnets.MODELS, torchref.MODELS):
+        params = inspect.signature(side.get(name)).parameters
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            keep &= set(params)
+    return {k: kwargs[k] for k in kwargs if k in keep}
+
+
+def randomize_(model: torch.nn.Module, seed: int) -> None:
+    """Random BN affine/statistics and biases, in place."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                if m.affine:
+                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+                if m.track_running_stats:
+                    m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                    m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                    m.num_batches_tracked.fill_(int(torch.randint(0, 1000, (1,), generator=g)))
+            elif getattr(m, "bias", None) is not None and isinstance(m.bias, torch.nn.Parameter):
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+
+
+def _to_nhwc(t: torch.Tensor) -> np.ndarray:
+    a = tensor_to_numpy(t)
+    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+def torch_forward(model, x_nchw, capture: bool):
+    """Logits and {module path: output (NHWC numpy)} in execution order."""
+    outs: dict[str, np.ndarray] = {}
+    handles = []
+    if capture:
+        for path, m in model.named_modules():
+            if not path:
+                continue
+
+            def hook(mod, inp, out, path=path):
+                if isinstance(out, torch.Tensor):
+                    outs.pop(path, None)
+                    outs[path] = _to_nhwc(out.detach().clone())
+            handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            logits = model(x_nchw)
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, outs
+
+
+def _flatten_intermediates(tree, prefix=()) -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if k == "__call__":
+            if len(v) == 1 and isinstance(v[0], jax.Array):
+                out[".".join(prefix)] = v[0]
+        else:
+            out.update(_flatten_intermediates(v, prefix + (k,)))
+    return out
+
+
+def flax_forward(model, variables, x_nhwc, capture: bool):
+    if not capture:
+        return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x_nhwc), {}
+    fn = jax.jit(lambda v, x: model.apply(v, x, train=False, capture_intermediates=True,
+                                          mutable=["intermediates"]))
+    logits, state = fn(variables, x_nhwc)
+    return logits, _flatten_intermediates(state["intermediates"])
+
+
+@dataclasses.dataclass
+class LayerReport:
+    compared: int
+    worst_path: str
+    worst_err: float
+    first_bad: tuple[str, float] | None
+
+
+def compare_layers(torch_outs: dict, flax_outs: dict, tol: float) -> LayerReport:
+    compared, worst, first_bad = 0, ("", 0.0), None
+    for path, ref in torch_outs.items():
+        got = flax_outs.get(path)
+        if got is None or tuple(got.shape) != ref.shape:
+            continue
+        err = rel_err(got, ref)
+        compared += 1
+        if err > worst[1]:
+            worst = (path, err)
+        if first_bad is None and not err <= tol:
+            first_bad = (path, err)
+    return LayerReport(compared, worst[0], worst[1], first_bad)
+
+
+def random_input(batch: int, h: int, w: int, dtype, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, h, w, generator=g, dtype=dtype)
+
+
+def build_pair(name: str, kwargs: dict, seed: int, dtype=torch.float32):
+    torch.manual_seed(seed)
+    tmodel = torchref.create_model(name, **kwargs).to(dtype)
+    randomize_(tmodel, seed + 1)
+    return tmodel, flaxnets.create_model(name, **kwargs)
+
+
+def eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, tol: float = 1e-5,
+                seed: int = 0) -> dict:
+    """float32 eval: bit-exact round trip, logits at each size, layers at the first size."""
+    kwargs = supported_kwargs(name, kwargs)
+    tmodel, fmodel = build_pair(name, kwargs, seed)
+    tmodel.eval()
+    sd = tmodel.state_dict()
+    variables = from_torch_state_dict(name, sd, **kwargs)
+    back = to_torch_state_dict(name, variables, **kwargs)
+    assert list(back) == list(sd) or set(back) == set(sd)
+    for k, v in sd.items():
+        if v.dtype != back[k].dtype or not torch.equal(v, back[k]):
+            raise AssertionError(f"{name}: round trip torch->flax->torch changed {k}")
+    result: dict[str, Any] = {"model": name, "roundtrip": "bit-exact", "logits": {}}
+    for i, (h, w) in enumerate(sizes):
+        x = random_input(batch, h, w, torch.float32, seed + 2 + i)
+        capture = i == 0
+        t_logits, t_outs = torch_forward(tmodel, x, capture)
+        f_logits, f_outs = flax_forward(fmodel, variables, jnp.asarray(_to_nhwc(x)), capture)
+        result["logits"][f"{h}x{w}"] = rel_err(f_logits, tensor_to_numpy(t_logits))
+        if capture:
+            rep = compare_layers(t_outs, f_outs, tol)
+            result["layers"] = dataclasses.asdict(rep)
+    return result
+
+
+def _loss_weights(shape, seed) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed: int = 0) -> dict:
+    """float64 train mode: logits, updated BN statistics and every parameter's gradient."""
+    kwargs = supported_kwargs(name, kwargs)
+    with jax.enable_x64(True):
+        tmodel, fmodel = build_pair(name, kwargs, seed, torch.float64)
+        tmodel.train()
+        variables = from_torch_state_dict(name, tmodel.state_dict(), **kwargs)
+        h, w = size
+        x = random_input(batch, h, w, torch.float64, seed + 7)
+        t_out = tmodel(x)
+        t_outs = t_out if isinstance(t_out, (tuple, list)) else (t_out,)
+        weights = [_loss_weights(tuple(o.shape), seed + 11 + i) for i, o in enumerate(t_outs)]
+        loss = sum((o * torch.from_numpy(wt)).sum() for o, wt in zip(t_outs, weights))
+        loss.backward()
+        t_grads = {k: tensor_to_numpy(p.grad) for k, p in tmodel.named_parameters()}
+        t_state = {k: tensor_to_numpy(v) for k, v in tmodel.state_dict().items()}
+        t_logits = [tensor_to_numpy(o.detach()) for o in t_outs]
+        del tmodel, t_out, t_outs, loss
+
+        def loss_fn(params):
+            out, upd = fmodel.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                    jnp.asarray(_to_nhwc(x)), train=True, mutable=["batch_stats"],
+                                    rngs={"dropout": jax.random.key(0)})
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            total = sum(jnp.sum(o * jnp.asarray(wt)) for o, wt in zip(outs, weights))
+            return total, (outs, upd["batch_stats"])
+
+        grads, (f_outs, f_stats) = jax.jit(jax.grad(loss_fn, has_aux=True))(variables["params"])
+        f_sd = to_torch_state_dict(name, {"params": grads, "batch_stats": f_stats}, **kwargs)
+        res: dict[str, Any] = {"model": name, "size": f"{h}x{w}"}
+        res["logits"] = max(rel_err(f, t) for f, t in zip(f_outs, t_logits))
+        grad_errs = {k: rel_err(tensor_to_numpy(f_sd[k]), g) for k, g in t_grads.items()}
+        stat_keys = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
+        stat_errs = {k: rel_err(tensor_to_numpy(f_sd[k]), t_state[k]) for k in stat_keys}
+        for k in t_state:
+            if k.endswith("num_batches_tracked") and int(f_sd[k]) != int(t_state[k]):
+                raise AssertionError(f"{name}: {k} flax {int(f_sd[k])} vs torch {int(t_state[k])}")
+        worst_g = max(grad_errs.items(), key=lambda kv: kv[1])
+        res["grads"] = worst_g[1]
+        res["grads_worst_key"] = worst_g[0]
+        worst_s = max(stat_errs.items(), key=lambda kv: kv[1]) if stat_errs else ("", 0.0)
+        res["running_stats"] = worst_s[1]
+        res["running_stats_worst_key"] = worst_s[0]
+        return res

@@ -1,0 +1,105 @@
+"""Flax vs torch parity for every registered model (see parity_tests/harness.py).
+
+Tolerances (relative, max abs diff / max abs reference), never loosened:
+eval logits and layer outputs in float32 <= 1e-5; train mode in float64 <= 1e-10.
+Set PARITY_RESULTS=file.jsonl to collect the measured figures (python -m parity_tests.report).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import numpy as np
+import pytest
+
+import flaxnets
+import torchref
+from flaxnets.convert import layout
+from parity_tests import cases
+from parity_tests.harness import eval_parity, train_parity
+
+EVAL_TOL = 1e-5
+TRAIN_TOL = 1e-10
+NAMES = flaxnets.list_models()
+
+
+@functools.lru_cache(maxsize=None)
+def num_params(name: str) -> int:
+    c = cases.case(name)
+    return sum(int(np.prod(leaf.flax_shape)) for leaf in layout(name, **dict(c.kwargs)).values()
+               if leaf.collection == "params")
+
+
+def is_large(name: str) -> bool:
+    c = cases.case(name)
+    return c.large if c.large is not None else num_params(name) > cases.LARGE_PARAMS
+
+
+def _record(kind: str, res: dict) -> None:
+    print(f"\n{kind}: {json.dumps(res)}")
+    out = os.environ.get("PARITY_RESULTS")
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps({"kind": kind, "params": num_params(res["model"]), **res}) + "\n")
+
+
+def _params(large_tier: bool):
+    marks = []
+    for name in NAMES:
+        large = is_large(name)
+        if large_tier and not large:
+            continue
+        marks.append(pytest.param(name, marks=[pytest.mark.large] if large_tier else []))
+    return marks
+
+
+def test_registries_agree():
+    assert flaxnets.list_models() == torchref.list_models()
+
+
+def _check_eval(name: str, sizes, kind: str):
+    c = cases.case(name)
+    res = eval_parity(name, sizes, {**dict(c.kwargs)}, tol=EVAL_TOL)
+    _record(kind, res)
+    layers = res["layers"]
+    assert layers["compared"] > 0, f"{name}: no layer outputs matched by module path"
+    assert layers["first_bad"] is None, (
+        f"{name}: first diverging layer {layers['first_bad'][0]} "
+        f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
+    for size, err in res["logits"].items():
+        assert err <= EVAL_TOL, f"{name} eval logits at {size}: rel err {err:.3g} > {EVAL_TOL}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eval(name):
+    """Eval logits + layer by layer (float32); large models at reduced sizes here."""
+    c = cases.case(name)
+    sizes = c.eval_sizes if not is_large(name) or c.eval_sizes != cases.EVAL_SIZES else cases.SMALL_EVAL_SIZES
+    _check_eval(name, sizes, "eval")
+
+
+@pytest.mark.parametrize("name", _params(large_tier=True))
+def test_eval_full_size(name):
+    _check_eval(name, cases.EVAL_SIZES, "eval_full")
+
+
+def _check_train(name: str):
+    c = cases.case(name)
+    res = train_parity(name, c.train_size, {**cases.TRAIN_KWARGS, **dict(c.kwargs)})
+    _record("train", res)
+    assert res["logits"] <= TRAIN_TOL, f"{name} train logits rel err {res['logits']:.3g}"
+    assert res["running_stats"] <= TRAIN_TOL, (
+        f"{name} running stats rel err {res['running_stats']:.3g} at {res['running_stats_worst_key']}")
+    assert res["grads"] <= TRAIN_TOL, (
+        f"{name} grads rel err {res['grads']:.3g} at {res['grads_worst_key']}")
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if not is_large(n)])
+def test_train(name):
+    _check_train(name)
+
+
+@pytest.mark.parametrize("name", _params(large_tier=True))
+def test_train_large(name):
+    _check_train(name)

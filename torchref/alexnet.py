@@ -1,0 +1,1 @@
+"""alexnet family reference (to be written)."""

@@ -1,0 +1,1 @@
+"""densenet family reference (to be written)."""

@@ -1,0 +1,1 @@
+"""efficientnet family reference (to be written)."""

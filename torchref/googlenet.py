@@ -1,0 +1,1 @@
+"""googlenet family reference (to be written)."""

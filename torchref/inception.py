@@ -1,0 +1,1 @@
+"""inception family reference (to be written)."""

@@ -1,0 +1,1 @@
+"""lenet family reference (to be written)."""

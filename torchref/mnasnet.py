@@ -1,0 +1,1 @@
+"""mnasnet family reference (to be written)."""

@@ -1,0 +1,1 @@
+"""mobilenetv1 family reference (to be written)."""

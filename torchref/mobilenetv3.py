@@ -1,0 +1,1 @@
+"""mobilenetv3 family reference (to be written)."""

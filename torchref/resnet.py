@@ -1,0 +1,1 @@
+"""resnet family reference (to be written)."""

@@ -1,0 +1,1 @@
+"""shufflenetv2 family reference (to be written)."""

@@ -1,0 +1,1 @@
+"""squeezenet family reference (to be written)."""

@@ -1,0 +1,1 @@
+"""vgg family reference (to be written)."""
