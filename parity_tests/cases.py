@@ -30,6 +30,20 @@ class Case:
 OVERRIDES: dict[str, Case] = {
     # regnet
     "regnet_y_128gf": Case(eval_sizes=((64, 64), (67, 81)), train_size=(32, 32)),
+    # resnet
+    # vgg
+    # alexnet
+    # squeezenet
+    # lenet
+    # googlenet
+    # inception
+    # densenet
+    # mobilenetv1
+    # mobilenetv2
+    # mobilenetv3
+    # mnasnet
+    # shufflenetv2
+    # efficientnet
 }
 
 
