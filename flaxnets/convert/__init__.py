@@ -41,6 +41,10 @@ _MAX_LISTED = 12
 class ConversionError(ValueError):
     """A state_dict / variables tree does not fit the model's layout."""
 
+    def __init__(self, message: str, missing=(), unexpected=(), mismatched=()):
+        super().__init__(message)
+        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+
 
 @dataclasses.dataclass(frozen=True)
 class Leaf:
@@ -148,7 +152,8 @@ def _check(name: str, expected: Mapping[str, tuple], got: Mapping[str, tuple], w
             parts.append(f"unexpected {len(unexpected)} {what}: {_listing(unexpected)}")
         if bad:
             parts.append(f"{len(bad)} shape mismatches: {_listing(bad)}")
-        raise ConversionError(f"{name}: " + "; ".join(parts))
+        raise ConversionError(f"{name}: " + "; ".join(parts), missing, unexpected,
+                              [k for k in expected if k in got and tuple(expected[k]) != tuple(got[k])])
 
 
 def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -198,12 +203,30 @@ def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "O
     _check(name, {k: leaf.flax_shape for k, leaf in table.items()},
            {k: tuple(np.shape(v)) for k, (_, v) in got.items()}, "Flax leaves")
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key, leaf in table.items():
+    for key in torch_key_order(name, table, **kwargs):
+        leaf = table[key]
         a = leaf.to_torch_layout(np.asarray(jax.device_get(got[key][1])))
         if leaf.path[-1] == "num_batches_tracked":
             a = a.astype(np.int64)
         out[key] = numpy_to_tensor(a)
     return out
+
+
+def torch_key_order(name: str, table: Mapping[str, Leaf], **kwargs) -> list[str]:
+    """The keys of `table` in torchvision's state_dict order (from the torchref twin, built on
+    the meta device: no memory, no init cost); the Flax order if there is no twin."""
+    import inspect
+
+    import torchref
+
+    if name not in torchref.MODELS:
+        return list(table)
+    builder = torchref.MODELS.get(name)
+    accepted = inspect.signature(builder).parameters
+    with torch.device("meta"):
+        model = builder(**{k: v for k, v in kwargs.items() if k in accepted})
+    order = [k for k in model.state_dict() if k in table]
+    return order + [k for k in table if k not in set(order)]
 
 
 # ----------------------------------------------------------------------------- files
