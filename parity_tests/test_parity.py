@@ -103,3 +103,17 @@ def test_train(name):
 @pytest.mark.parametrize("name", _params(large_tier=True))
 def test_train_large(name):
     _check_train(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torchref_matches_flax_layout(name):
+    """Every torchref model builds on the meta device (the converter orders keys with it) and
+    its state_dict has exactly the keys and shapes the Flax model's variables convert to."""
+    import torch
+
+    with torch.device("meta"):
+        sd = torchref.create_model(name).state_dict()
+    table = layout(name)
+    assert list(sd) == [k for k in sd if k in table] and set(sd) == set(table)
+    for k, v in sd.items():
+        assert tuple(v.shape) == table[k].torch_shape, k

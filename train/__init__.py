@@ -1,0 +1,1 @@
+"""Training flaxnets models with optax under jax.jit (see train.main)."""

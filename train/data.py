@@ -1,0 +1,428 @@
+"""Image-classification input pipelines for flaxnets training, without TensorFlow.
+
+Datasets: any TFDS name prepared in ArrayRecord format (read with
+``tfds.data_source``), ``digits32`` (built locally on first use, see
+``train.digits``), or ``folder:PATH`` for an ImageFolder tree (one subfolder
+per class; ``PATH/train`` + ``PATH/val`` when present, otherwise a fixed split
+of ``PATH``). Nothing is downloaded unless ``DataConfig.download`` is set; a
+dataset that is not prepared fails at once with a message saying how to
+prepare it.
+
+Batches are built with grain (``MapDataset`` over step numbers, one element
+per local batch) and come out as NHWC float32 numpy, ImageNet mean/std
+normalised. Train augmentation follows torchvision: RandomResizedCrop + flip
+for ImageNet-like data (images larger than 64 px), pad-4 random crop + flip for
+small (32x32) data. Flipping is a per-dataset flag, off for digit/character
+datasets such as digits32, where a mirrored digit is a different digit. Eval:
+resize to ``image_size / 0.875`` + center crop for ImageNet-like data, identity
+for small data (small data is resized first whenever ``image_size`` differs
+from its native size).
+
+Everything is a pure function of ``(seed, step)``: the epoch's example order
+comes from ``(seed, epoch)`` and each example's augmentation from ``(seed,
+epoch, example index)``, so starting at ``start_step=k`` yields exactly the
+stream's batches k, k+1, ... The global batch of a step never depends on
+``process_count``: process p yields rows ``[p*L, (p+1)*L)`` of it (L = global
+batch / process_count), reading only those examples, which is the layout
+``jax.make_array_from_process_local_data`` reassembles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import sys
+from typing import Any, Iterator
+
+import grain
+import numpy as np
+from PIL import Image
+
+from train import digits
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+SMALL_MAX = 64  # images up to this size get the CIFAR recipe, larger ones the ImageNet one
+LARGE_SIZE = 224
+EVAL_CROP = 0.875
+NO_HFLIP = frozenset({"digits32", "mnist", "emnist", "kmnist", "svhn_cropped"})
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits32"          # TFDS name or "folder:PATH"
+    data_dir: str | None = None        # default: ~/.cache/flaxnets/tensorflow_datasets
+    image_size: int | None = None      # None: dataset's native size (32 for digits/cifar, 224 for imagenet-like)
+    download: bool = False
+    val_fraction: float = 0.1          # for folder: trees without val/
+    num_workers: int = 0               # grain worker processes (0 = in-process)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    num_train: int
+    num_eval: int
+    image_size: int
+    train_split: str
+    eval_split: str
+
+
+def default_data_dir() -> str:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "flaxnets", "tensorflow_datasets")
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resolved:
+    """What the pipeline needs to know about a dataset, plus how to open its splits."""
+
+    num_classes: int
+    split_sizes: dict[str, int]
+    train_split: str
+    eval_split: str
+    native_size: int | None  # None: variable or large (ImageNet-like)
+    hflip: bool
+    open_split: Any  # picklable callable: split -> sequence of {"image": HWC uint8, "label": int}
+
+
+class _FolderSource:
+    def __init__(self, files: list[str], labels: list[int]):
+        self.files, self.labels = files, labels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        with Image.open(self.files[i]) as img:
+            return {"image": np.asarray(img.convert("RGB")), "label": self.labels[i]}
+
+
+class _TfdsSource:
+    """Maps a TFDS data source's records to {"image", "label"} (grayscale -> RGB)."""
+
+    def __init__(self, source, image_key: str, label_key: str):
+        self.source, self.image_key, self.label_key = source, image_key, label_key
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict:
+        rec = self.source[i]
+        img = np.asarray(rec[self.image_key])
+        if img.ndim == 2 or img.shape[-1] == 1:
+            img = np.repeat(img.reshape(img.shape[:2] + (1,)), 3, axis=2)
+        return {"image": img, "label": int(rec[self.label_key])}
+
+
+def _list_images(root: str, classes: list[str]) -> tuple[list[str], list[int]]:
+    files, labels = [], []
+    for label, cls in enumerate(classes):
+        d = os.path.join(root, cls)
+        if not os.path.isdir(d):
+            continue
+        for dirpath, _, names in sorted(os.walk(d, followlinks=True)):
+            for n in sorted(names):
+                if n.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(os.path.join(dirpath, n))
+                    labels.append(label)
+    return files, labels
+
+
+def _open_folder_split(splits: dict[str, tuple[list[str], list[int]]], split: str) -> _FolderSource:
+    return _FolderSource(*splits[split])
+
+
+def _resolve_folder(cfg: DataConfig) -> _Resolved:
+    path = cfg.dataset[len("folder:"):]
+    if not os.path.isdir(path):
+        raise ValueError(f"dataset {cfg.dataset!r}: {path!r} is not a directory")
+    has_split_dirs = os.path.isdir(os.path.join(path, "train"))
+    train_root = os.path.join(path, "train") if has_split_dirs else path
+    classes = sorted(e.name for e in os.scandir(train_root) if e.is_dir())
+    files, labels = _list_images(train_root, classes)
+    if not files:
+        raise ValueError(f"dataset {cfg.dataset!r}: no images in class subfolders of {train_root!r}")
+    if has_split_dirs:
+        val_root = os.path.join(path, "val")
+        if not os.path.isdir(val_root):
+            raise ValueError(f"dataset {cfg.dataset!r}: {train_root!r} exists but {val_root!r} does not")
+        unknown = {e.name for e in os.scandir(val_root) if e.is_dir()} - set(classes)
+        if unknown:
+            raise ValueError(f"dataset {cfg.dataset!r}: val classes {sorted(unknown)} not in train")
+        splits = {"train": (files, labels), "val": _list_images(val_root, classes)}
+    else:
+        if not 0 < cfg.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}")
+        perm = np.random.RandomState(0).permutation(len(files))
+        n_val = max(1, round(len(files) * cfg.val_fraction))
+        pick = lambda idx: ([files[i] for i in sorted(idx)], [labels[i] for i in sorted(idx)])
+        splits = {"train": pick(perm[n_val:]), "val": pick(perm[:n_val])}
+    with Image.open(files[0]) as img:  # the first image decides small vs ImageNet-like
+        native = max(img.size) if max(img.size) <= SMALL_MAX else None
+    return _Resolved(
+        num_classes=len(classes),
+        split_sizes={k: len(v[0]) for k, v in splits.items()},
+        train_split="train",
+        eval_split="val",
+        native_size=native,
+        hflip=True,
+        open_split=functools.partial(_open_folder_split, splits),
+    )
+
+
+def _open_tfds_split(name: str, data_dir: str, image_key: str, label_key: str, split: str) -> _TfdsSource:
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    return _TfdsSource(builder.as_data_source(split=split), image_key, label_key)
+
+
+def _resolve_tfds(cfg: DataConfig) -> _Resolved:
+    import tensorflow_datasets as tfds
+
+    name, data_dir = cfg.dataset, cfg.data_dir or default_data_dir()
+    # Not `tfds build`: the tfds CLI needs TensorFlow.
+    how = (f"set download=True (the trainer's --download), or run: python -c \"import tensorflow_datasets as tfds; "
+           f"tfds.builder('{name}', data_dir='{data_dir}').download_and_prepare(file_format='array_record')\" "
+           f"(datasets with manual downloads, like imagenet2012, need their archives in {data_dir}/downloads/manual)")
+    if name == digits.NAME:
+        builder = digits.prepare(data_dir)
+    else:
+        try:
+            builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+        except tfds.core.registered.DatasetNotFoundError as e:
+            raise ValueError(f"unknown dataset {name!r}: not a TFDS name (nor 'folder:PATH')") from e
+        if not builder.is_prepared():
+            if not cfg.download:
+                raise FileNotFoundError(
+                    f"dataset {name!r} is not prepared: nothing at {builder.data_path}. To prepare it, {how}.")
+            builder.download_and_prepare(file_format=tfds.core.FileFormat.ARRAY_RECORD)
+    info = builder.info
+    if info.file_format not in tfds.core.FileFormat.with_random_access():
+        raise ValueError(
+            f"dataset {name!r} at {builder.data_path} is in {info.file_format.value} format, which "
+            f"tfds.data_source cannot read; rebuild it as ArrayRecord in another data_dir: {how}.")
+    image_key, label_key = info.supervised_keys or ("image", "label")
+    splits = {k: v.num_examples for k, v in info.splits.items()}
+    eval_split = next((s for s in ("validation", "val", "test") if s in splits), None)
+    if "train" not in splits or eval_split is None:
+        raise ValueError(f"dataset {name!r} needs a 'train' and a validation/test split, has {sorted(splits)}")
+    shape = info.features[image_key].shape
+    small = None not in shape[:2] and max(shape[:2]) <= SMALL_MAX
+    return _Resolved(
+        num_classes=info.features[label_key].num_classes,
+        split_sizes=splits,
+        train_split="train",
+        eval_split=eval_split,
+        native_size=max(shape[:2]) if small else None,
+        hflip=name.split("/")[0].split(":")[0] not in NO_HFLIP,
+        open_split=functools.partial(_open_tfds_split, name, data_dir, image_key, label_key),
+    )
+
+
+@functools.lru_cache(maxsize=8)  # a folder tree is walked once, not at every eval pass
+def _resolve(cfg: DataConfig) -> _Resolved:
+    if cfg.dataset.startswith("folder:"):
+        return _resolve_folder(cfg)
+    return _resolve_tfds(cfg)
+
+
+def get_dataset_info(cfg: DataConfig) -> DatasetInfo:
+    """Describes ``cfg.dataset``; prepares digits32 if needed, fails fast if a dataset is missing."""
+    r = _resolve(cfg)
+    return DatasetInfo(
+        name=cfg.dataset,
+        num_classes=r.num_classes,
+        num_train=r.split_sizes[r.train_split],
+        num_eval=r.split_sizes[r.eval_split],
+        image_size=cfg.image_size or r.native_size or LARGE_SIZE,
+        train_split=r.train_split,
+        eval_split=r.eval_split,
+    )
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def _random_resized_crop_box(rng: np.random.Generator, w: int, h: int) -> tuple[int, int, int, int]:
+    """torchvision RandomResizedCrop.get_params(scale=(0.08, 1), ratio=(3/4, 4/3)), as a PIL box."""
+    area, log_ratio = w * h, (math.log(3 / 4), math.log(4 / 3))
+    for _ in range(10):
+        target = area * rng.uniform(0.08, 1.0)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            return left, top, left + cw, top + ch
+    ratio = w / h
+    if ratio < 3 / 4:
+        cw, ch = w, round(w / (3 / 4))
+    elif ratio > 4 / 3:
+        cw, ch = round(h * (4 / 3)), h
+    else:
+        cw, ch = w, h
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return left, top, left + cw, top + ch
+
+
+def _resize_shorter_center_crop(img: Image.Image, size: int) -> np.ndarray:
+    """torchvision Resize(int(size / 0.875)) + CenterCrop(size)."""
+    short = int(size / EVAL_CROP)
+    w, h = img.size
+    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    arr = np.asarray(img.resize((nw, nh), Image.BILINEAR))
+    top, left = int(round((nh - size) / 2)), int(round((nw - size) / 2))
+    return arr[top:top + size, left:left + size]
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[:2] == (size, size):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+
+
+def _pad_crop_flip(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """Vectorised RandomCrop(S, padding=S//8) (zero fill) + optional horizontal flip."""
+    b, s = images.shape[:2]
+    pad = s // 8
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    ar = np.arange(s)
+    rows = (offsets[:, 0, None] + ar)[:, :, None]
+    cols = offsets[:, 1, None] + np.where(flips[:, None], ar[::-1], ar)
+    return padded[np.arange(b)[:, None, None], rows, cols[:, None, :]]
+
+
+def _normalize(images: np.ndarray) -> np.ndarray:
+    out = images.astype(np.float32)
+    out -= MEAN
+    out /= STD
+    return out
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class _BatchReader:
+    """Picklable map function ``step -> local batch`` (opens its source lazily, once per worker)."""
+
+    def __init__(self, r: _Resolved, split: str, image_size: int, seed: int, global_batch: int,
+                 process_index: int, process_count: int, train: bool):
+        self.open_split, self.split, self.size = r.open_split, split, image_size
+        self.small, self.hflip = r.native_size is not None, r.hflip
+        self.n = r.split_sizes[split]
+        self.seed, self.global_batch, self.train = seed, global_batch, train
+        self.local = global_batch // process_count
+        self.offset = process_index * self.local
+        self._source = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_source": None}
+
+    @functools.lru_cache(maxsize=2)
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        if self._source is None:
+            self._source = self.open_split(self.split)
+        step = int(step)
+        if self.train:
+            epoch, pos = divmod(step, self.n // self.global_batch)
+            start = pos * self.global_batch + self.offset
+            indices = self._order(epoch)[start:start + self.local]
+        else:
+            epoch, start = 0, step * self.global_batch + self.offset
+            indices = np.arange(start, min(start + self.local, self.n))
+        records = [self._source[int(i)] for i in indices]
+        images = self._augment(records, indices, epoch) if self.train else self._eval(records)
+        labels = np.array([r["label"] for r in records], np.int32)
+        batch = {"image": _normalize(images), "label": labels}
+        if not self.train:
+            pad = self.local - len(records)
+            batch = {
+                "image": np.concatenate([batch["image"], np.zeros((pad,) + batch["image"].shape[1:], np.float32)]),
+                "label": np.concatenate([labels, np.zeros(pad, np.int32)]),
+                "mask": np.concatenate([np.ones(len(records), np.float32), np.zeros(pad, np.float32)]),
+            }
+        return batch
+
+    def _eval(self, records: list[dict]) -> np.ndarray:
+        if not records:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        if self.small:
+            return np.stack([_resize(r["image"], self.size) for r in records])
+        return np.stack([_resize_shorter_center_crop(Image.fromarray(r["image"]), self.size) for r in records])
+
+    def _augment(self, records: list[dict], indices: np.ndarray, epoch: int) -> np.ndarray:
+        rngs = [np.random.default_rng([self.seed, epoch, int(i)]) for i in indices]
+        flips = np.array([self.hflip and rng.random() < 0.5 for rng in rngs])
+        if self.small:
+            images = np.stack([_resize(r["image"], self.size) for r in records])
+            offsets = np.stack([rng.integers(0, 2 * (self.size // 8) + 1, size=2) for rng in rngs])
+            return _pad_crop_flip(images, offsets, flips)
+        out = []
+        for r, rng, flip in zip(records, rngs, flips):
+            img = Image.fromarray(r["image"])
+            img = img.resize((self.size, self.size), Image.BILINEAR, box=_random_resized_crop_box(rng, *img.size))
+            out.append(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img))
+        return np.stack(out)
+
+
+def _check_batch(global_batch_size: int, process_index: int, process_count: int) -> None:
+    if global_batch_size <= 0 or global_batch_size % process_count:
+        raise ValueError(f"global_batch_size={global_batch_size} is not a positive multiple of "
+                         f"process_count={process_count}")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} not in [0, process_count={process_count})")
+
+
+def _iterate(cfg: DataConfig, steps: grain.MapDataset, reader: _BatchReader) -> Iterator[dict]:
+    ds = steps.map(reader).to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+    if cfg.num_workers > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags, raising if unparsed
+            flags.FLAGS.mark_as_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.num_workers, per_worker_buffer_size=2))
+    it = iter(ds)
+    try:
+        yield from it
+    finally:
+        it.close()  # stops grain's threads / worker processes
+
+
+def steps_per_epoch(info: DatasetInfo, global_batch_size: int) -> int:
+    """Full train batches per epoch (the remainder is dropped; each epoch is reshuffled)."""
+    if not 0 < global_batch_size <= info.num_train:
+        raise ValueError(f"global_batch_size={global_batch_size} must be in [1, num_train={info.num_train}]")
+    return info.num_train // global_batch_size
+
+
+def train_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, seed: int, start_step: int = 0,
+                  process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+    """Infinite stream of local train batches {"image": f32 [L,H,W,3], "label": i32 [L]}, from step ``start_step``.
+
+    ``close()`` the iterator to stop grain's worker processes before it is garbage collected.
+    """
+    _check_batch(global_batch_size, process_index, process_count)
+    steps_per_epoch(info, global_batch_size)
+    reader = _BatchReader(_resolve(cfg), info.train_split, info.image_size, seed, global_batch_size,
+                          process_index, process_count, train=True)
+    return _iterate(cfg, grain.MapDataset.range(start_step, sys.maxsize), reader)
+
+
+def eval_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict]:
+    """One pass over the eval split; the last batch is zero-padded, with "mask" f32 [L] 0 on padding."""
+    _check_batch(global_batch_size, process_index, process_count)
+    reader = _BatchReader(_resolve(cfg), info.eval_split, info.image_size, 0, global_batch_size,
+                          process_index, process_count, train=False)
+    return _iterate(cfg, grain.MapDataset.range(-(-info.num_eval // global_batch_size)), reader)
