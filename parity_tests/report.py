@@ -1,0 +1,90 @@
+"""Turn measured parity figures into the tables in docs/parity.md and README.md.
+
+    PARITY_RESULTS=/tmp/parity.jsonl pytest parity_tests            # default suite
+    PARITY_RESULTS=/tmp/parity.jsonl pytest parity_tests -m large   # large tier
+    python -m parity_tests.report /tmp/parity.jsonl                 # rewrites both tables
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- models:begin -->", "<!-- models:end -->"
+
+
+def load(path: str) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        m = rows.setdefault(r["model"], {"params": r.get("params")})
+        if r["kind"] == "eval_full" or (r["kind"] == "eval" and "eval_full" not in m):
+            m["eval_kind"] = r["kind"]
+            m["eval"] = r
+        elif r["kind"] == "train":
+            m["train"] = r
+    return rows
+
+
+def _e(x) -> str:
+    return "–" if x is None else f"{x:.1e}"
+
+
+def table(rows: dict[str, dict], detailed: bool) -> str:
+    if detailed:
+        head = ("| model | params | eval logits (sizes) | worst layer (of N compared) | train size "
+                "| train logits | running stats | grads (worst) |\n|---|---:|---|---|---|---:|---:|---|\n")
+    else:
+        head = ("| model | params | eval logits, fp32 | worst layer, fp32 | train grads, fp64 |\n"
+                "|---|---:|---:|---:|---:|\n")
+    out = [head]
+    for name in sorted(rows):
+        m = rows[name]
+        ev, tr = m.get("eval"), m.get("train")
+        p = f"{m['params'] / 1e6:.1f}M" if m.get("params") else "–"
+        logits = ev["logits"] if ev else {}
+        worst_logit = max(logits.values()) if logits else None
+        layers = ev.get("layers") if ev else None
+        if detailed:
+            sizes = ", ".join(f"{_e(v)} @{k}" for k, v in logits.items()) or "–"
+            lay = f"{_e(layers['worst_err'])} `{layers['worst_path']}` ({layers['compared']})" if layers else "–"
+            if tr:
+                out.append(f"| {name} | {p} | {sizes} | {lay} | {tr['size']} | {_e(tr['logits'])} "
+                           f"| {_e(tr['running_stats'])} | {_e(tr['grads'])} `{tr['grads_worst_key']}` |\n")
+            else:
+                out.append(f"| {name} | {p} | {sizes} | {lay} | – | – | – | – |\n")
+        else:
+            out.append(f"| {name} | {p} | {_e(worst_logit)} | {_e(layers['worst_err'] if layers else None)} "
+                       f"| {_e(tr['grads'] if tr else None)} |\n")
+    return "".join(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", help="JSON lines written by the parity tests (PARITY_RESULTS)")
+    args = ap.parse_args(argv)
+    rows = load(args.results)
+    doc = ROOT / "docs" / "parity.md"
+    text = doc.read_text() if doc.exists() else ""
+    marker = "<!-- table -->"
+    body = table(rows, detailed=True)
+    if marker in text:
+        text = text[: text.index(marker) + len(marker)] + "\n\n" + body
+    else:
+        text = "# Parity: measured errors\n\n" + marker + "\n\n" + body
+    doc.write_text(text)
+    readme = ROOT / "README.md"
+    r = readme.read_text()
+    if BEGIN in r and END in r:
+        r = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END),
+                   lambda _: BEGIN + "\n" + table(rows, detailed=False) + END, r, flags=re.S)
+        readme.write_text(r)
+    print(f"{len(rows)} models -> {doc.relative_to(ROOT)}, README.md")
+
+
+if __name__ == "__main__":
+    main()
