@@ -32,11 +32,21 @@ OVERRIDES: dict[str, Case] = {
     "regnet_y_128gf": Case(eval_sizes=((64, 64), (67, 81)), train_size=(32, 32)),
     # resnet
     # vgg
+    # Adaptive 7x7 pooling + NCHW flatten at every map size: 3x4 (100x130), 1x1 (32x32), 6x7.
+    **{n: Case(eval_sizes=((100, 130), (32, 32), (199, 227)))
+       for n in ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")},
     # alexnet
+    # Adaptive 6x6 pooling at maps 6x6 (224), 1x1 (63, the smallest valid input), 2x3, 5x6.
+    "alexnet": Case(eval_sizes=((224, 224), (63, 63), (100, 130), (199, 227))),
     # squeezenet
     # lenet
+    "lenet5": Case(eval_sizes=((32, 32),), train_size=(32, 32)),
     # googlenet
+    # aux-head dropout off for train parity; odd train size exercises every ceil-mode pool.
+    "googlenet": Case(train_size=(97, 97), kwargs=(("dropout_aux", 0.0),)),
     # inception
+    # The auxiliary head (train mode) needs an input of at least 299x299.
+    "inception_v3": Case(eval_sizes=((299, 299), (107, 139)), train_size=(299, 299)),
     # densenet
     # mobilenetv1
     # mobilenetv2

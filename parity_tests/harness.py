@@ -114,11 +114,12 @@ def _flatten_intermediates(tree, prefix=()) -> dict[str, Any]:
 
 
 def flax_forward(model, variables, x_nhwc, capture: bool):
+    """Eager (not jitted): one model runs once per size, and op-by-op dispatch with XLA's
+    per-op compile cache costs about half of compiling the whole graph here."""
     if not capture:
-        return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x_nhwc), {}
-    fn = jax.jit(lambda v, x: model.apply(v, x, train=False, capture_intermediates=True,
-                                          mutable=["intermediates"]))
-    logits, state = fn(variables, x_nhwc)
+        return model.apply(variables, x_nhwc, train=False), {}
+    logits, state = model.apply(variables, x_nhwc, train=False, capture_intermediates=True,
+                                mutable=["intermediates"])
     return logits, _flatten_intermediates(state["intermediates"])
 
 
