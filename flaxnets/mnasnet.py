@@ -1,1 +1,131 @@
-"""mnasnet family (to be written)."""
+"""MNASNet (B1) in Flax.
+
+Paper: Tan et al., "MnasNet: Platform-Aware Neural Architecture Search for Mobile", CVPR 2019
+(arXiv:1807.11626), Figure 7(a). Follows torchvision/models/mnasnet.py, version 2 (depth
+scaling of the stem too): module paths `layers.N` (stacks `layers.8`..`layers.13`, each a
+Sequential of blocks with their own `layers.{0..7}`), `classifier.{0,1}`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from flaxnets import register
+from flaxnets.layers import BatchNorm2d, Conv2d, relu
+from flaxnets.mobilenetv2 import Classifier
+
+# The paper's TensorFlow momentum 0.9997, as a torch momentum (torchvision's expression).
+BN_MOMENTUM = 1 - 0.9997
+ALPHAS = {"mnasnet0_5": 0.5, "mnasnet0_75": 0.75, "mnasnet1_0": 1.0, "mnasnet1_3": 1.3}
+# Inverted-residual stacks (kernel, stride, expansion, repeats); widths are depths[2:8].
+STACKS = ((3, 2, 3, 3), (5, 2, 3, 3), (5, 2, 6, 3), (3, 1, 6, 2), (5, 2, 6, 4), (3, 1, 6, 1))
+
+
+def round_to_multiple_of(val: float, divisor: int, round_up_bias: float = 0.9) -> int:
+    """torchvision's _round_to_multiple_of: round to a multiple, preferring to round up."""
+    if not 0.0 < round_up_bias < 1.0:
+        raise ValueError(f"round_up_bias should be in (0, 1), got {round_up_bias}")
+    new_val = max(divisor, int(val + divisor / 2) // divisor * divisor)
+    return new_val if new_val >= round_up_bias * val else new_val + divisor
+
+
+def get_depths(alpha: float) -> list[int]:
+    return [round_to_multiple_of(d * alpha, 8) for d in (32, 16, 24, 40, 80, 96, 192, 320)]
+
+
+class _BlockLayers(nn.Module):
+    """An _InvertedResidual's `layers`: pointwise(0,1), depthwise(3,4), linear pointwise(6,7)."""
+
+    mid: int
+    out: int
+    kernel_size: int
+    stride: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        bn = functools.partial(BatchNorm2d, BN_MOMENTUM, dtype=self.dtype)
+        conv = functools.partial(Conv2d, dtype=self.dtype)
+        x = relu(bn(name="1")(conv(self.mid, 1, name="0")(x), train))
+        x = conv(self.mid, self.kernel_size, self.stride, groups=self.mid, name="3")(x)
+        x = relu(bn(name="4")(x, train))
+        return bn(name="7")(conv(self.out, 1, name="6")(x), train)
+
+
+class InvertedResidual(nn.Module):
+    in_ch: int
+    out_ch: int
+    kernel_size: int
+    stride: int
+    expansion: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        y = _BlockLayers(self.in_ch * self.expansion, self.out_ch, self.kernel_size, self.stride,
+                         self.dtype, name="layers")(x, train)
+        return x + y if self.in_ch == self.out_ch and self.stride == 1 else y
+
+
+class _Stack(nn.Module):
+    in_ch: int
+    out_ch: int
+    kernel_size: int
+    stride: int
+    expansion: int
+    repeats: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        for i in range(self.repeats):
+            x = InvertedResidual(self.in_ch if i == 0 else self.out_ch, self.out_ch,
+                                 self.kernel_size, self.stride if i == 0 else 1, self.expansion,
+                                 self.dtype, name=str(i))(x, train)
+        return x
+
+
+class _Layers(nn.Module):
+    alpha: float
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        d = get_depths(self.alpha)
+        bn = functools.partial(BatchNorm2d, BN_MOMENTUM, dtype=self.dtype)
+        conv = functools.partial(Conv2d, dtype=self.dtype)
+        x = relu(bn(name="1")(conv(d[0], 3, 2, name="0")(x), train))
+        x = relu(bn(name="4")(conv(d[0], 3, groups=d[0], name="3")(x), train))
+        x = bn(name="7")(conv(d[1], 1, name="6")(x), train)
+        for i, (k, s, e, r) in enumerate(STACKS):
+            x = _Stack(d[i + 1], d[i + 2], k, s, e, r, self.dtype, name=str(8 + i))(x, train)
+        return relu(bn(name="15")(conv(1280, 1, name="14")(x), train))
+
+
+class MNASNet(nn.Module):
+    alpha: float
+    num_classes: int = 1000
+    dropout: float = 0.2
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = _Layers(self.alpha, self.dtype, name="layers")(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        # torchvision: kaiming_uniform_(mode="fan_out", nonlinearity="sigmoid") for the Linear.
+        init = nn.initializers.variance_scaling(1.0, "fan_out", "uniform")
+        return Classifier(self.num_classes, self.dropout, init, self.dtype,
+                          name="classifier")(x, train)
+
+
+def _builder(alpha: float):
+    def build(*, num_classes: int = 1000, dropout: float = 0.2, dtype: Any = None) -> MNASNet:
+        return MNASNet(alpha, num_classes, dropout, dtype)
+    return build
+
+
+for _name, _alpha in ALPHAS.items():
+    register(_name, _builder(_alpha))

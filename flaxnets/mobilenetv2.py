@@ -1,1 +1,131 @@
-"""mobilenetv2 family (to be written)."""
+"""MobileNetV2 in Flax.
+
+Paper: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018
+(arXiv:1801.04381), Table 2. Follows torchvision/models/mobilenetv2.py (module paths
+`features.N` with `features.N.conv.*` inside inverted residuals, `classifier.{0,1}`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from flaxnets import register
+from flaxnets.layers import BatchNorm2d, Conv2d, ConvBNAct, Linear, make_divisible, relu6
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    inp: int
+    oup: int
+    stride: int
+    expand_ratio: int
+
+
+# Paper Table 2: (expansion t, channels c, repeats n, stride s).
+INVERTED_RESIDUAL_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def architecture(width_mult: float = 1.0, round_nearest: int = 8):
+    """(stem channels, inverted residual blocks, last channels) as torchvision computes them."""
+    stem = make_divisible(32 * width_mult, round_nearest)
+    last = make_divisible(1280 * max(1.0, width_mult), round_nearest)
+    blocks, inp = [], stem
+    for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+        oup = make_divisible(c * width_mult, round_nearest)
+        for i in range(n):
+            blocks.append(BlockSpec(inp, oup, s if i == 0 else 1, t))
+            inp = oup
+    return stem, tuple(blocks), last
+
+
+class _InvertedResidualConv(nn.Module):
+    """The `conv` Sequential: [expand ConvBNAct], depthwise ConvBNAct, project conv, BN."""
+
+    spec: BlockSpec
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        sp, i = self.spec, 0
+        hidden = int(round(sp.inp * sp.expand_ratio))
+        if sp.expand_ratio != 1:
+            x = ConvBNAct(hidden, 1, act=relu6, dtype=self.dtype, name="0")(x, train)
+            i = 1
+        x = ConvBNAct(hidden, 3, sp.stride, groups=hidden, act=relu6, dtype=self.dtype,
+                      name=str(i))(x, train)
+        x = Conv2d(sp.oup, 1, dtype=self.dtype, name=str(i + 1))(x)
+        return BatchNorm2d(dtype=self.dtype, name=str(i + 2))(x, train)
+
+
+class InvertedResidual(nn.Module):
+    spec: BlockSpec
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        y = _InvertedResidualConv(self.spec, self.dtype, name="conv")(x, train)
+        residual = self.spec.stride == 1 and self.spec.inp == self.spec.oup
+        return x + y if residual else y
+
+
+class _Features(nn.Module):
+    stem: int
+    blocks: tuple[BlockSpec, ...]
+    last: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = ConvBNAct(self.stem, 3, 2, act=relu6, dtype=self.dtype, name="0")(x, train)
+        for i, spec in enumerate(self.blocks, start=1):
+            x = InvertedResidual(spec, self.dtype, name=str(i))(x, train)
+        return ConvBNAct(self.last, 1, act=relu6, dtype=self.dtype,
+                         name=str(len(self.blocks) + 1))(x, train)
+
+
+class Classifier(nn.Module):
+    """Sequential(Dropout "0", Linear "1"), as in torchvision's MobileNetV2 / MNASNet."""
+
+    num_classes: int
+    dropout: float
+    kernel_init: Any = nn.initializers.normal(0.01)
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Dropout(self.dropout, name="0")(x, deterministic=not train)
+        return Linear(self.num_classes, dtype=self.dtype, kernel_init=self.kernel_init,
+                      bias_init=nn.initializers.zeros, name="1")(x)
+
+
+class MobileNetV2(nn.Module):
+    num_classes: int = 1000
+    width_mult: float = 1.0
+    round_nearest: int = 8
+    dropout: float = 0.2
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        stem, blocks, last = architecture(self.width_mult, self.round_nearest)
+        x = _Features(stem, blocks, last, self.dtype, name="features")(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        return Classifier(self.num_classes, self.dropout, dtype=self.dtype,
+                          name="classifier")(x, train)
+
+
+@register("mobilenet_v2")
+def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, round_nearest: int = 8,
+                 dropout: float = 0.2, dtype: Any = None) -> MobileNetV2:
+    return MobileNetV2(num_classes, width_mult, round_nearest, dropout, dtype)

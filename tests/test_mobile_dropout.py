@@ -1,0 +1,37 @@
+"""Dropout in MobileNetV1 / MobileNetV2 / MNASNet: the "dropout" RNG stream in train mode only."""
+from __future__ import annotations
+
+import flax
+import jax
+import numpy as np
+import pytest
+import torch
+
+import flaxnets
+import torchref
+
+CASES = [("mobilenet_v1_0_25", {}), ("mobilenet_v2", {"width_mult": 0.35}), ("mnasnet0_5", {})]
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[c[0] for c in CASES])
+def test_dropout_stream(name, kwargs):
+    kwargs = {"num_classes": 10, **kwargs}
+    model = flaxnets.create_model(name, dropout=0.5, **kwargs)
+    torch.manual_seed(0)  # variables from the torch twin: much cheaper than Flax's init here
+    variables = flaxnets.from_torch_state_dict(
+        name, torchref.create_model(name, **kwargs).state_dict(), **kwargs)
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+
+    def train(key):
+        return model.apply(variables, x, train=True, mutable=["batch_stats"],
+                           rngs={"dropout": key})[0]
+
+    a, b, a_again = train(jax.random.key(2)), train(jax.random.key(3)), train(jax.random.key(2))
+    np.testing.assert_array_equal(a, a_again)
+    assert np.max(np.abs(a - b)) > 1e-3 * np.max(np.abs(a))
+    with pytest.raises(flax.errors.InvalidRngError):
+        model.apply(variables, x, train=True, mutable=["batch_stats"])
+
+    # Eval: deterministic, no RNG needed, identical to the same model without dropout.
+    no_dropout = flaxnets.create_model(name, dropout=0.0, **kwargs)
+    np.testing.assert_array_equal(model.apply(variables, x), no_dropout.apply(variables, x))
