@@ -276,7 +276,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bo
     (ph, pw), (dh, dw) = _pair(padding), _pair(dilation)
     _, eh = _pool_geometry(x.shape[1], kh, sh, ph, dh, ceil_mode)
     _, ew = _pool_geometry(x.shape[2], kw, sw, pw, dw, ceil_mode)
-    init = jnp.array(-jnp.inf, x.dtype)
+    init = np.array(-np.inf, x.dtype)  # concrete (numpy) init: differentiable under jit
     return lax.reduce_window(x, init, lax.max, (1, kh, kw, 1), (1, sh, sw, 1),
                              ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0)),
                              window_dilation=(1, dh, dw, 1))
@@ -291,7 +291,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
     _, eh = _pool_geometry(h, kh, sh, ph, 1, ceil_mode)
     _, ew = _pool_geometry(w, kw, sw, pw, 1, ceil_mode)
     pads = ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0))
-    zero = jnp.array(0, x.dtype)
+    zero = np.array(0, x.dtype)  # concrete (numpy) init: differentiable under jit
     total = lax.reduce_window(x, zero, lax.add, (1, kh, kw, 1), (1, sh, sw, 1), pads)
     # Divisor: window cells inside the input (count_include_pad=False) or inside the
     # symmetrically padded input (True); cells added by ceil_mode never count.
