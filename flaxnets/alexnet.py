@@ -1,1 +1,95 @@
-"""alexnet family (to be written)."""
+"""AlexNet in Flax.
+
+Paper: Krizhevsky et al., "ImageNet Classification with Deep Convolutional Neural Networks",
+NeurIPS 2012, in the single-tower form of Krizhevsky, "One weird trick for parallelizing
+convolutional neural networks" (arXiv:1404.5997), which torchvision implements.
+Follows torchvision/models/alexnet.py (module paths `features.{0,3,6,8,10}`, `classifier.{1,4,6}`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from flaxnets import register
+from flaxnets.layers import (Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw, max_pool2d, relu,
+                             torch_default_init)
+
+
+def torch_default_bias(fan_in: int):
+    """torch.nn.Conv2d's default bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    features: int
+    kernel_size: int
+    stride: int
+    padding: int
+    pool: bool  # followed by MaxPool2d(3, stride=2)
+
+
+# The five convolutions of the one-tower network (arXiv:1404.5997), torchvision's widths.
+CONVS: tuple[ConvSpec, ...] = (
+    ConvSpec(64, 11, 4, 2, True),
+    ConvSpec(192, 5, 1, 2, True),
+    ConvSpec(384, 3, 1, 1, False),
+    ConvSpec(256, 3, 1, 1, False),
+    ConvSpec(256, 3, 1, 1, True),
+)
+
+
+class Features(nn.Module):
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        i = 0
+        for c in CONVS:
+            fan_in = x.shape[-1] * c.kernel_size ** 2
+            x = relu(Conv2d(c.features, c.kernel_size, c.stride, c.padding, use_bias=True,
+                            dtype=self.dtype, kernel_init=torch_default_init,
+                            bias_init=torch_default_bias(fan_in), name=str(i))(x))
+            i += 2
+            if c.pool:
+                x = max_pool2d(x, 3, 2)
+                i += 1
+        return x
+
+
+class Classifier(nn.Module):
+    """Sequential(Dropout, Linear "1", ReLU, Dropout, Linear "4", ReLU, Linear "6")."""
+
+    num_classes: int
+    dropout: float
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = relu(Linear(4096, dtype=self.dtype, name="1")(x))
+        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = relu(Linear(4096, dtype=self.dtype, name="4")(x))
+        return Linear(self.num_classes, dtype=self.dtype, name="6")(x)
+
+
+class AlexNet(nn.Module):
+    num_classes: int = 1000
+    dropout: float = 0.5
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = Features(self.dtype, name="features")(x)
+        x = flatten_nchw(adaptive_avg_pool2d(x, 6))
+        return Classifier(self.num_classes, self.dropout, self.dtype, name="classifier")(x, train)
+
+
+@register("alexnet")
+def alexnet(*, num_classes: int = 1000, dropout: float = 0.5, dtype: Any = None) -> AlexNet:
+    return AlexNet(num_classes, dropout, dtype)

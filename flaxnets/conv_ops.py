@@ -1,21 +1,30 @@
 """The one 2-D convolution every flaxnets model goes through, with per-shape fast paths.
 
-`conv2d` is numerically the convolution `lax.conv_general_dilated` computes (NHWC input,
-HWIO kernel, torch's explicit symmetric padding). XLA:CPU is slow at grouped and depthwise
-convolutions (its depthwise filter gradient becomes a dense C x C convolution), so:
+`conv2d` computes what `lax.conv_general_dilated` computes (NHWC input, HWIO kernel, explicit
+per-side padding, torch's `groups`), forward and gradients. XLA:CPU (jaxlib 0.10) is slow at
+grouped and depthwise convolutions: it runs `feature_group_count` convolutions through a slow
+path and lowers their kernel gradient to a dense C x C convolution plus a mask. So on CPU:
 
-- ``grouped``: a grouped convolution as one dense convolution per group on channel slices;
-- ``depthwise``: a depthwise convolution as k*k shifted, strided slices times a per-channel
-  weight, summed.
+- ``grouped`` (1 < groups, >1 input channel per group): a `lax.map` over groups of one dense
+  convolution, with a custom VJP whose input and kernel gradients are again a `lax.map` of
+  dense convolutions in the layouts XLA's fast (Eigen) convolution accepts without transposes.
+  One loop body instead of one convolution per group keeps compile time flat in the group
+  count. Groups narrower than 16 channels are merged into block-diagonal "super-groups".
+- ``depthwise`` (one input channel per group, any channel multiplier): k*k shifted, strided
+  slices times a per-channel weight, summed (XLA fuses it into one loop); its gradients are
+  the same kind of loops (reduction over the batch and space for the kernel).
+
+Dense convolutions (groups == 1) always use `lax.conv_general_dilated`.
+Measured GFLOP/s for each candidate are in docs/benchmarks.md.
 
 `FLAXNETS_CONV_IMPL` selects the implementation: ``auto`` (default: the fast paths on CPU,
-XLA's own grouped convolution elsewhere), ``plain`` (always `lax.conv_general_dilated`, for
-comparison) or ``fast`` (the fast paths on every backend).
+XLA's own grouped convolution elsewhere), ``plain`` (always `lax.conv_general_dilated`), or
+``fast`` (the fast paths on every backend). `conv2d(..., impl=...)` overrides it per call.
 """
 from __future__ import annotations
 
+import functools
 import os
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +32,7 @@ from jax import lax
 
 IMPLS = ("auto", "plain", "fast")
 _DIMS = ("NHWC", "HWIO", "NHWC")
+MIN_GROUP_WIDTH = 16  # narrower groups are merged into block-diagonal super-groups
 
 
 def _pair(v) -> tuple[int, int]:
@@ -47,42 +57,189 @@ def _use_fast_paths(impl: str) -> bool:
     return jax.default_backend() == "cpu"
 
 
-def plain_conv2d(x, w, stride, padding, dilation, groups, precision=None):
+def plain_conv2d(x, w, stride, padding, dilation, groups=1, precision=None):
     return lax.conv_general_dilated(
         x, w, window_strides=stride, padding=padding, rhs_dilation=dilation,
         dimension_numbers=_DIMS, feature_group_count=groups, precision=precision)
 
 
-def depthwise_conv2d(x, w, stride, padding, dilation):
-    """Depthwise (groups == in_channels == out_channels) convolution as shifted slices."""
-    kh, kw, _, c = w.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-    n, hp, wp, _ = x.shape
-    ho = (hp - dh * (kh - 1) - 1) // sh + 1
-    wo = (wp - dw * (kw - 1) - 1) // sw + 1
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            patch = lax.slice(
-                x, (0, i * dh, j * dw, 0),
-                (n, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, c),
-                (1, sh, sw, 1))
-            term = patch * w[i, j, 0]
-            out = term if out is None else out + term
-    return out
+def _out_size(size, k, stride, pad, dilation):
+    return (size + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
+
+
+# ----------------------------------------------------------------------------- dense helpers
+def _conv_input_grad(g, w, in_hw, stride, padding, dilation, precision):
+    """Input gradient of a dense conv, as one forward-layout conv (NHWC x HWIO)."""
+    kh, kw = w.shape[:2]
+    pads = []
+    for size, k, s, d, (lo, _), o in zip(in_hw, (kh, kw), stride, dilation, padding, g.shape[1:3]):
+        # Full correlation of the s-dilated gradient with the flipped kernel, cut to `size`.
+        pads.append((d * (k - 1) - lo, size + lo - s * (o - 1) - 1))
+    wt = jnp.swapaxes(w[::-1, ::-1], 2, 3)
+    return lax.conv_general_dilated(g, wt, (1, 1), pads, lhs_dilation=stride, rhs_dilation=dilation,
+                                    dimension_numbers=_DIMS, precision=precision)
+
+
+def _conv_kernel_grad(xt, gt, kernel_hw, in_hw, stride, padding, dilation, precision):
+    """Kernel gradient of a dense conv from xt = x as (Cin, H, W, N) and gt = g as (Ho, Wo, N, Cout).
+
+    The spatial correlation of x with g, batch summed, is itself a forward-layout conv with
+    Cin as its batch and N as its contracted feature: no transposes inside XLA's conv.
+    Returns (Cin, kh, kw, Cout).
+    """
+    pads = []
+    for size, k, s, d, (lo, _), o in zip(in_hw, kernel_hw, stride, dilation, padding, gt.shape[:2]):
+        pads.append((lo, s * (o - 1) + 1 + d * (k - 1) - size - lo))
+    return lax.conv_general_dilated(xt, gt, dilation, pads, rhs_dilation=stride,
+                                    dimension_numbers=_DIMS, precision=precision)
+
+
+# ----------------------------------------------------------------------------- grouped
+def _super_group(cin_g: int, groups: int) -> int:
+    """Smallest divisor s of `groups` with s * cin_g >= MIN_GROUP_WIDTH (s groups per conv)."""
+    for s in range(1, groups + 1):
+        if groups % s == 0 and s * cin_g >= MIN_GROUP_WIDTH:
+            return s
+    return groups
+
+
+def _split(a, groups, axis):
+    """Move `groups` equal chunks of `axis` to a new leading axis."""
+    shape = a.shape[:axis] + (groups, a.shape[axis] // groups) + a.shape[axis + 1:]
+    return jnp.moveaxis(a.reshape(shape), axis, 0)
+
+
+def _merge(a, axis):
+    """Inverse of `_split`: leading group axis back into `axis` (of the result)."""
+    a = jnp.moveaxis(a, 0, axis)
+    return a.reshape(a.shape[:axis] + (-1,) + a.shape[axis + 2:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _grouped(x, w, stride, padding, dilation, groups, precision):
+    xg, wg = _split(x, groups, 3), _split(w, groups, 3)
+    yg = lax.map(lambda a: plain_conv2d(a[0], a[1], stride, padding, dilation, 1, precision), (xg, wg))
+    return _merge(yg, 3)
+
+
+def _grouped_fwd(x, w, stride, padding, dilation, groups, precision):
+    return _grouped(x, w, stride, padding, dilation, groups, precision), (x, w)
+
+
+def _grouped_bwd(stride, padding, dilation, groups, precision, res, g):
+    x, w = res
+    in_hw, kernel_hw = x.shape[1:3], w.shape[:2]
+    wg, gg = _split(w, groups, 3), _split(g, groups, 3)
+    dx = lax.map(lambda a: _conv_input_grad(a[0], a[1], in_hw, stride, padding, dilation, precision),
+                 (gg, wg))
+    xt = _split(jnp.transpose(x, (3, 1, 2, 0)), groups, 0)
+    gt = _split(jnp.transpose(g, (1, 2, 0, 3)), groups, 3)
+    dw = lax.map(lambda a: _conv_kernel_grad(a[0], a[1], kernel_hw, in_hw, stride, padding,
+                                             dilation, precision), (xt, gt))
+    # dw: (G, ci, kh, kw, co) -> (kh, kw, ci, G * co)
+    return _merge(dx, 3), _merge(jnp.transpose(dw, (0, 2, 3, 1, 4)), 3)
+
+
+_grouped.defvjp(_grouped_fwd, _grouped_bwd)
 
 
 def grouped_conv2d(x, w, stride, padding, dilation, groups, precision=None):
-    """Grouped convolution as one dense convolution per group, concatenated."""
+    """Grouped convolution as a loop over groups of dense convolutions (custom VJP)."""
     cin_g, cout = w.shape[2], w.shape[3]
-    cout_g = cout // groups
-    outs = [
-        plain_conv2d(x[..., g * cin_g:(g + 1) * cin_g], w[..., g * cout_g:(g + 1) * cout_g],
-                     stride, padding, dilation, 1, precision)
-        for g in range(groups)
-    ]
-    return jnp.concatenate(outs, axis=-1)
+    s = _super_group(cin_g, groups)
+    if s > 1:
+        # s groups per dense conv, on a block-diagonal kernel (s x the FLOPs, much faster).
+        kh, kw = w.shape[:2]
+        wb = w.reshape(kh, kw, 1, cin_g, groups // s, s, cout // groups)
+        # (kh, kw, s_in, ci, G/s, s_out, co), zero unless s_in == s_out
+        wb = wb * jnp.eye(s, dtype=w.dtype).reshape(1, 1, s, 1, 1, s, 1)
+        w = wb.reshape(kh, kw, s * cin_g, cout)
+        groups //= s
+    if groups == 1:
+        return plain_conv2d(x, w, stride, padding, dilation, 1, precision)
+    return _grouped(x, w, stride, padding, dilation, groups, precision)
+
+
+# ----------------------------------------------------------------------------- depthwise
+def _taps(xp, kernel_hw, stride, dilation, out_hw):
+    """(i, j, strided window of padded xp that kernel tap (i, j) multiplies)."""
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
+    n, c = xp.shape[0], xp.shape[3]
+    for i in range(kernel_hw[0]):
+        for j in range(kernel_hw[1]):
+            yield i, j, lax.slice(xp, (0, i * dh, j * dw, 0),
+                                  (n, i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1, c),
+                                  (1, sh, sw, 1))
+
+
+def _acc_dtype(dtype):
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _depthwise_forward(x, w, stride, padding, dilation):
+    kh, kw, _, cout = w.shape
+    n, h, wd, c = x.shape
+    m = cout // c
+    out_hw = tuple(_out_size(s, k, st, p, d) for s, k, st, p, d
+                   in zip((h, wd), (kh, kw), stride, padding, dilation))
+    acc = _acc_dtype(x.dtype)
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    wa = w.astype(acc).reshape(kh, kw, c, m)
+    out = None
+    for i, j, patch in _taps(xp, (kh, kw), stride, dilation, out_hw):
+        term = patch.astype(acc)[..., None] * wa[i, j]
+        out = term if out is None else out + term
+    return out.reshape(n, *out_hw, cout).astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise(x, w, stride, padding, dilation):
+    return _depthwise_forward(x, w, stride, padding, dilation)
+
+
+def _depthwise_fwd(x, w, stride, padding, dilation):
+    return _depthwise_forward(x, w, stride, padding, dilation), (x, w)
+
+
+def _depthwise_bwd(stride, padding, dilation, res, g):
+    x, w = res
+    kh, kw, _, cout = w.shape
+    n, h, wd, c = x.shape
+    m = cout // c
+    acc = _acc_dtype(x.dtype)
+    out_hw = g.shape[1:3]
+    # Input gradient: the s-dilated gradient correlated with the flipped kernel, summed over
+    # the channel multiplier: a stride-1 depthwise conv.
+    pads = [(d * (k - 1) - lo, size + lo - s * (o - 1) - 1)
+            for size, k, s, d, (lo, _), o in zip((h, wd), (kh, kw), stride, dilation, padding, out_hw)]
+    ga = g.astype(acc).reshape(n, *out_hw, c, m)
+    gp = lax.pad(ga, jnp.array(0, acc), ((0, 0, 0), (*pads[0], stride[0] - 1),
+                                        (*pads[1], stride[1] - 1), (0, 0, 0), (0, 0, 0)))
+    wf = w.astype(acc).reshape(kh, kw, c, m)[::-1, ::-1]
+    dx = None
+    for i, j, patch in _taps(gp.reshape(*gp.shape[:3], c * m), (kh, kw), (1, 1), dilation, (h, wd)):
+        term = (patch.reshape(n, h, wd, c, m) * wf[i, j]).sum(-1)
+        dx = term if dx is None else dx + term
+    # Kernel gradient: per tap, sum over batch and space of window * gradient.
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0))).astype(acc)
+    dw = jnp.stack([(patch[..., None] * ga).sum((0, 1, 2))
+                    for _, _, patch in _taps(xp, (kh, kw), stride, dilation, out_hw)])
+    return dx.astype(x.dtype), dw.reshape(kh, kw, 1, cout).astype(w.dtype)
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def depthwise_conv2d(x, w, stride, padding, dilation):
+    """Depthwise conv (one input channel per group, cout = multiplier * cin) as shifted slices."""
+    return _depthwise(x, w, stride, padding, dilation)
+
+
+# ----------------------------------------------------------------------------- entry point
+def _padding(padding):
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    return tuple(_pair(p) for p in padding)
 
 
 def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1,
@@ -91,18 +248,13 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1,
 
     `padding` is an int, a (ph, pw) pair, or ((top, bottom), (left, right)).
     """
-    stride, dilation = _pair(stride), _pair(dilation)
-    if isinstance(padding, int):
-        padding = ((padding, padding), (padding, padding))
-    else:
-        padding = tuple(_pair(p) if not isinstance(p, int) else (p, p) for p in padding)
+    stride, dilation, padding = _pair(stride), _pair(dilation), _padding(padding)
     cin = x.shape[-1]
     if w.shape[2] * groups != cin or w.shape[3] % groups:
         raise ValueError(
             f"conv2d: input has {cin} channels, kernel {tuple(w.shape)} with groups={groups}")
-    impl = impl or conv_impl()
-    if groups > 1 and _use_fast_paths(impl):
-        if groups == cin and w.shape[3] == cin:
+    if groups > 1 and _use_fast_paths(impl or conv_impl()):
+        if w.shape[2] == 1:
             return depthwise_conv2d(x, w, stride, padding, dilation)
         return grouped_conv2d(x, w, stride, padding, dilation, groups, precision)
     return plain_conv2d(x, w, stride, padding, dilation, groups, precision)

@@ -1,1 +1,110 @@
-"""squeezenet family (to be written)."""
+"""SqueezeNet 1.0 / 1.1 in Flax.
+
+Paper: Iandola et al., "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and
+<0.5MB model size" (arXiv:1602.07360), Table 1 (v1.0); v1.1 is the authors' revised release
+(3x3/64 stem, earlier pooling). Follows torchvision/models/squeezenet.py (module paths
+`features.N` with Fire modules `features.N.{squeeze,expand1x1,expand3x3}`, `classifier.1`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Union
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from flaxnets import register
+from flaxnets.layers import Conv2d, adaptive_avg_pool2d, max_pool2d, relu
+
+M = "M"  # MaxPool2d(3, stride=2, ceil_mode=True)
+# torchvision: init.kaiming_uniform_ (gain sqrt(2), fan_in), biases zero.
+kaiming_uniform = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class SqueezeNetConfig:
+    stem: tuple[int, int]  # (channels, kernel) of the stride-2 stem convolution
+    layers: tuple[Union[str, tuple[int, int, int]], ...]  # "M" or Fire (squeeze, e1x1, e3x3)
+
+
+VARIANTS: dict[str, SqueezeNetConfig] = {
+    # Iandola et al. 2016, Table 1.
+    "squeezenet1_0": SqueezeNetConfig((96, 7), (
+        M, (16, 64, 64), (16, 64, 64), (32, 128, 128), M, (32, 128, 128), (48, 192, 192),
+        (48, 192, 192), (64, 256, 256), M, (64, 256, 256))),
+    # SqueezeNet v1.1 release (2.4x less computation, same accuracy).
+    "squeezenet1_1": SqueezeNetConfig((64, 3), (
+        M, (16, 64, 64), (16, 64, 64), M, (32, 128, 128), (32, 128, 128), M, (48, 192, 192),
+        (48, 192, 192), (64, 256, 256), (64, 256, 256))),
+}
+
+
+class Fire(nn.Module):
+    squeeze_planes: int
+    expand1x1_planes: int
+    expand3x3_planes: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        conv = functools.partial(Conv2d, use_bias=True, dtype=self.dtype,
+                                 kernel_init=kaiming_uniform)
+        x = relu(conv(self.squeeze_planes, 1, name="squeeze")(x))
+        return jnp.concatenate([relu(conv(self.expand1x1_planes, 1, name="expand1x1")(x)),
+                                relu(conv(self.expand3x3_planes, 3, name="expand3x3")(x))], axis=-1)
+
+
+class Features(nn.Module):
+    config: SqueezeNetConfig
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x):
+        channels, k = self.config.stem
+        x = relu(Conv2d(channels, k, 2, 0, use_bias=True, dtype=self.dtype,
+                        kernel_init=kaiming_uniform, name="0")(x))
+        for i, spec in enumerate(self.config.layers, start=2):
+            if spec == M:
+                x = max_pool2d(x, 3, 2, ceil_mode=True)
+            else:
+                x = Fire(*spec, dtype=self.dtype, name=str(i))(x)
+        return x
+
+
+class Classifier(nn.Module):
+    """Sequential(Dropout, Conv2d "1", ReLU, AdaptiveAvgPool2d(1))."""
+
+    num_classes: int
+    dropout: float
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = Conv2d(self.num_classes, 1, use_bias=True, dtype=self.dtype,
+                   kernel_init=nn.initializers.normal(0.01), name="1")(x)
+        return adaptive_avg_pool2d(relu(x), 1)
+
+
+class SqueezeNet(nn.Module):
+    config: SqueezeNetConfig
+    num_classes: int = 1000
+    dropout: float = 0.5
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = Features(self.config, self.dtype, name="features")(x)
+        x = Classifier(self.num_classes, self.dropout, self.dtype, name="classifier")(x, train)
+        return x.reshape(x.shape[0], -1)
+
+
+def _builder(cfg: SqueezeNetConfig):
+    def build(*, num_classes: int = 1000, dropout: float = 0.5, dtype: Any = None) -> SqueezeNet:
+        return SqueezeNet(cfg, num_classes, dropout, dtype)
+    return build
+
+
+for _name, _cfg in VARIANTS.items():
+    register(_name, _builder(_cfg))

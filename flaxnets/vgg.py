@@ -1,1 +1,107 @@
-"""vgg family (to be written)."""
+"""VGG in Flax.
+
+Paper: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", ICLR 2015 (arXiv:1409.1556), Table 1 (configurations A, B, D, E; the `_bn`
+variants add BatchNorm after every convolution). Follows torchvision/models/vgg.py (module
+paths `features.N` in Sequential order, `classifier.{0,3,6}`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Union
+
+import flax.linen as nn
+
+from flaxnets import register
+from flaxnets.alexnet import torch_default_bias
+from flaxnets.layers import (BatchNorm2d, Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw,
+                             kaiming_fan_out, max_pool2d, relu, torch_default_init)
+
+M = "M"  # MaxPool2d(2, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGConfig:
+    layers: tuple[Union[int, str], ...]  # 3x3 conv widths and "M" max pools
+    batch_norm: bool = False
+
+
+# Simonyan & Zisserman 2015, Table 1.
+A = (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M)
+B = (64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M)
+D = (64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M)
+E = (64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M)
+VARIANTS: dict[str, VGGConfig] = {
+    "vgg11": VGGConfig(A), "vgg11_bn": VGGConfig(A, True),
+    "vgg13": VGGConfig(B), "vgg13_bn": VGGConfig(B, True),
+    "vgg16": VGGConfig(D), "vgg16_bn": VGGConfig(D, True),
+    "vgg19": VGGConfig(E), "vgg19_bn": VGGConfig(E, True),
+}
+
+
+class Features(nn.Module):
+    config: VGGConfig
+    init_weights: bool = True
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        i = 0
+        for v in self.config.layers:
+            if v == M:
+                x, i = max_pool2d(x, 2, 2), i + 1
+                continue
+            if self.init_weights:
+                inits = dict(kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros)
+            else:
+                inits = dict(kernel_init=torch_default_init,
+                             bias_init=torch_default_bias(x.shape[-1] * 9))
+            x = Conv2d(v, 3, padding=1, use_bias=True, dtype=self.dtype, name=str(i), **inits)(x)
+            if self.config.batch_norm:
+                x = BatchNorm2d(dtype=self.dtype, name=str(i + 1))(x, train)
+            x, i = relu(x), i + (3 if self.config.batch_norm else 2)
+        return x
+
+
+class Classifier(nn.Module):
+    """Sequential(Linear "0", ReLU, Dropout, Linear "3", ReLU, Dropout, Linear "6")."""
+
+    num_classes: int
+    dropout: float
+    init_weights: bool = True
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        inits = (dict(kernel_init=nn.initializers.normal(0.01), bias_init=nn.initializers.zeros)
+                 if self.init_weights else {})
+        for i in (0, 3):
+            x = relu(Linear(4096, dtype=self.dtype, name=str(i), **inits)(x))
+            x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        return Linear(self.num_classes, dtype=self.dtype, name="6", **inits)(x)
+
+
+class VGG(nn.Module):
+    config: VGGConfig
+    num_classes: int = 1000
+    init_weights: bool = True
+    dropout: float = 0.5
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = Features(self.config, self.init_weights, self.dtype, name="features")(x, train)
+        x = flatten_nchw(adaptive_avg_pool2d(x, 7))
+        return Classifier(self.num_classes, self.dropout, self.init_weights, self.dtype,
+                          name="classifier")(x, train)
+
+
+def _builder(cfg: VGGConfig):
+    def build(*, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5,
+              dtype: Any = None) -> VGG:
+        return VGG(cfg, num_classes, init_weights, dropout, dtype)
+    return build
+
+
+for _name, _cfg in VARIANTS.items():
+    register(_name, _builder(_cfg))

@@ -31,6 +31,10 @@ OVERRIDES: dict[str, Case] = {
     # regnet
     "regnet_y_128gf": Case(eval_sizes=((64, 64), (67, 81)), train_size=(32, 32)),
     # resnet
+    # The float64 train check of the grouped 101-layer ResNeXts compiles for 10+ minutes on CPU
+    # (conv_ops splits every grouped conv per group): run it in the large tier.
+    "resnext101_32x8d": Case(large=True),
+    "resnext101_64x4d": Case(large=True),
     # vgg
     # Adaptive 7x7 pooling + NCHW flatten at every map size: 3x4 (100x130), 1x1 (32x32), 6x7.
     **{n: Case(eval_sizes=((100, 130), (32, 32), (199, 227)))

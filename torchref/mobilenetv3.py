@@ -1,1 +1,65 @@
-"""mobilenetv3 family reference (to be written)."""
+"""MobileNetV3 reference in PyTorch, state_dict-identical to torchvision/models/mobilenetv3.py.
+
+Paper: Howard et al., "Searching for MobileNetV3", ICCV 2019. Block specs come from
+`flaxnets.mobilenetv3.mobilenet_v3_conf`, the one place the tables are written.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from flaxnets.blocks import BlockSpec
+from flaxnets.mobilenetv3 import BN_EPS, BN_MOMENTUM, VARIANTS, mobilenet_v3_conf
+from torchref import register
+from torchref.blocks import InvertedResidual
+from torchref.layers import Conv2dNormActivation
+
+
+class MobileNetV3(nn.Module):
+    def __init__(self, specs: tuple[BlockSpec, ...], last_channel: int, num_classes: int = 1000,
+                 dropout: float = 0.2):
+        super().__init__()
+        norm_layer = partial(nn.BatchNorm2d, eps=BN_EPS, momentum=BN_MOMENTUM)
+        first, last_in = specs[0].in_channels, specs[-1].out_channels
+        layers: list[nn.Module] = [Conv2dNormActivation(3, first, 3, 2, norm_layer=norm_layer,
+                                                        activation_layer=nn.Hardswish)]
+        layers += [InvertedResidual(spec, norm_layer) for spec in specs]
+        layers.append(Conv2dNormActivation(last_in, 6 * last_in, 1, norm_layer=norm_layer,
+                                           activation_layer=nn.Hardswish))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Linear(6 * last_in, last_channel),
+            nn.Hardswish(inplace=True),
+            nn.Dropout(p=dropout, inplace=True),
+            nn.Linear(last_channel, num_classes),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier(x)
+
+
+def _builder(name: str):
+    def build(*, num_classes: int = 1000, dropout: float = 0.2, width_mult: float = 1.0,
+              reduced_tail: bool = False, dilated: bool = False) -> MobileNetV3:
+        specs, last = mobilenet_v3_conf(name, width_mult, reduced_tail, dilated)
+        return MobileNetV3(specs, last, num_classes=num_classes, dropout=dropout)
+    return build
+
+
+for _name in VARIANTS:
+    register(_name, _builder(_name))

@@ -1,1 +1,6 @@
-"""Training flaxnets models with optax under jax.jit (see train.main)."""
+"""Training flaxnets classifiers with optax: `python -m train.main --help`.
+
+Modules: `config` (TrainConfig + CLI), `data`/`digits` (input pipelines), `optim` (SGD with
+torch semantics, AdamW, schedule, loss, EMA), `state` (TrainState), `steps` (pure, sharded
+train/eval steps), `checkpoint` (orbax), `logging` (TensorBoard + tqdm), `main` (the CLI).
+"""

@@ -1,0 +1,411 @@
+"""Throughput benchmark: flaxnets (jax.jit) against torchref (PyTorch eager) on this machine.
+
+    python -m flaxnets.bench --models regnet_x_400mf,resnet50 --batch 32 --size 224 \
+        [--repeats 5] [--torch-compile] [--dtype float32|bfloat16] \
+        [--out docs/benchmarks.md --tag fp32] [--json out.json]
+
+For each model, in one process, variants are warmed up and then timed interleaved (one step
+of each variant per round, `--repeats` rounds):
+
+- ``flax train``: jitted step = forward, softmax cross-entropy, grads, optax SGD+momentum,
+  BatchNorm batch_stats update; the train state is donated. ``flax infer``: jitted eval forward.
+- ``torch train`` / ``torch infer``: torchref eager in NCHW, and again in channels_last
+  (``torch-cl``); ``--torch-compile`` adds torch.compile variants. torch uses as many threads as
+  this process may run on (XLA:CPU does the same).
+
+``--dtype bfloat16``: bf16 compute with fp32 parameters and BatchNorm statistics (Flax: the
+models' ``dtype`` knob; torch: ``torch.autocast("cpu", torch.bfloat16)``).
+
+Reported per variant: median img/s with min/max, ratio to torch eager NCHW, jit compile time
+(lower + compile), peak RSS growth during a step (sampled every 2 ms), minor page faults per
+step, achieved GFLOP/s and its fraction of the matmul peak measured in the same run (same
+framework, same dtype). FLOPs per step come from XLA's cost analysis of the compiled Flax
+step (or forward) and are used for both frameworks. Progress goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import flaxnets  # first: applies flaxnets' XLA:CPU flags before jax starts its backend
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PeakRss:
+    """Samples this process's RSS every `period` s while active; `.growth` = peak - start."""
+
+    def __init__(self, period: float = 0.002):
+        self.period, self.growth = period, 0
+
+    def __enter__(self):
+        self._start = self._peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.period):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, _rss_bytes())
+        self.growth = self._peak - self._start
+
+
+@dataclass
+class Variant:
+    name: str
+    framework: str
+    mode: str                       # "train" | "infer"
+    step: Callable[[], None]        # one blocking step on one batch
+    compile_s: float | None = None
+    flops: float | None = None      # per step, XLA cost analysis
+    xla_bytes: int | None = None    # XLA buffer assignment: arguments + outputs + temporaries
+    times: list = field(default_factory=list)
+    rss: list = field(default_factory=list)
+    faults: list = field(default_factory=list)
+
+
+def _logits(out):
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return getattr(out, "logits", out)
+
+
+def _flops(compiled) -> float | None:
+    ca = compiled.cost_analysis()
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else {}
+    return float(ca["flops"]) if ca and "flops" in ca else None
+
+
+def _xla_bytes(compiled) -> int | None:
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+               + m.temp_size_in_bytes)
+
+
+def flax_variants(name, batch, size, dtype, train=True, infer=True) -> list[Variant]:
+    bf16 = dtype == "bfloat16"
+    model = flaxnets.create_model(name, **({"dtype": jnp.bfloat16} if bf16 else {}))
+    key = jax.random.key(0)
+    init_x = jnp.zeros((1, size, size, 3), jnp.float32)
+    variables = jax.jit(lambda k: model.init({"params": k, "dropout": k}, init_x, train=False))(key)
+    params, stats = variables["params"], variables.get("batch_stats", {})
+    xdtype = jnp.bfloat16 if bf16 else jnp.float32
+    x = jax.random.normal(key, (batch, size, size, 3), xdtype)
+    y = jax.random.randint(key, (batch,), 0, 1000)
+    tx = optax.sgd(0.01, momentum=0.9)
+    out = []
+
+    if train:
+        def train_step(state, x, y, rng):
+            params, stats, opt_state = state
+
+            def loss_fn(p):
+                o, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True,
+                                     mutable=["batch_stats"], rngs={"dropout": rng})
+                logits = _logits(o).astype(jnp.float32)
+                return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd
+
+            (loss, upd), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            new_stats = upd.get("batch_stats", stats)
+            return (optax.apply_updates(params, updates), new_stats, opt_state), loss
+
+        state = [(params, stats, tx.init(params))]
+        t0 = time.perf_counter()
+        compiled = jax.jit(train_step, donate_argnums=0).lower(state[0], x, y, key).compile()
+        v = Variant("flax train", "flax", "train", None, time.perf_counter() - t0,
+                    _flops(compiled), _xla_bytes(compiled))
+
+        def run_train():
+            state[0], loss = compiled(state[0], x, y, key)
+            jax.block_until_ready((state[0], loss))
+
+        v.step = run_train
+        out.append(v)
+
+    if infer:
+        # Copies: the train variant donates (and so deletes) the originals.
+        ev = jax.tree.map(jnp.copy, {"params": params, "batch_stats": stats} if stats else {"params": params})
+        t0 = time.perf_counter()
+        compiled_i = jax.jit(lambda v, x: _logits(model.apply(v, x, train=False))).lower(ev, x).compile()
+        vi = Variant("flax infer", "flax", "infer", None, time.perf_counter() - t0,
+                     _flops(compiled_i), _xla_bytes(compiled_i))
+        vi.step = lambda: jax.block_until_ready(compiled_i(ev, x))
+        out.append(vi)
+    return out
+
+
+def torch_variants(name, batch, size, dtype, channels_last=True, compile_=False,
+                   train=True, infer=True) -> list[Variant]:
+    import torch
+    import torch.nn.functional as F
+    import torchref
+
+    torch.manual_seed(0)
+    base = torchref.create_model(name)
+    x0 = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 1000, (batch,))
+    bf16 = dtype == "bfloat16"
+    layouts = [("", torch.contiguous_format)]
+    if channels_last:
+        layouts.append(("-cl", torch.channels_last))
+    kinds = [("torch", False)] + ([("torch-compile", True)] if compile_ else [])
+    out = []
+    for kind, comp in kinds:
+        for suffix, fmt in layouts:
+            x = x0.contiguous(memory_format=fmt)
+            if train:
+                m = copy.deepcopy(base).train().to(memory_format=fmt)
+                opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+                fwd = torch.compile(m) if comp else m
+
+                def run_train(m=m, opt=opt, fwd=fwd, x=x):
+                    opt.zero_grad(set_to_none=True)
+                    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                        loss = F.cross_entropy(_logits(fwd(x)).float(), y)
+                    loss.backward()
+                    opt.step()
+
+                out.append(Variant(f"{kind}{suffix} train", kind + suffix, "train", run_train))
+            if infer:
+                m = copy.deepcopy(base).eval().to(memory_format=fmt)
+                fwd = torch.compile(m) if comp else m
+
+                def run_infer(fwd=fwd, x=x):
+                    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                        _logits(fwd(x))
+
+                out.append(Variant(f"{kind}{suffix} infer", kind + suffix, "infer", run_infer))
+    return out
+
+
+def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of an n x n x n matmul (bf16: fp32 accumulation) in jax and torch."""
+    import torch
+
+    jd = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+    td = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    a = jax.random.normal(jax.random.key(1), (n, n), jd)
+    mm = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+    ta = torch.randn(n, n).to(td)
+    fns = {"flax": lambda: mm(a, a).block_until_ready(), "torch": lambda: torch.mm(ta, ta)}
+    times = {k: [] for k in fns}
+    for f in fns.values():
+        f()
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 2 * n**3 / statistics.median(v) / 1e9 for k, v in times.items()}
+
+
+def _time_variant(v: Variant) -> None:
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with _PeakRss() as rss:
+        t0 = time.perf_counter()
+        v.step()
+        dt = time.perf_counter() - t0
+    v.times.append(dt)
+    v.rss.append(rss.growth)
+    v.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+
+
+def bench_model(name: str, args) -> dict:
+    log(f"{name}: building and compiling")
+    variants = flax_variants(name, args.batch, args.size, args.dtype,
+                             train=not args.infer_only, infer=not args.train_only)
+    for v in variants:
+        log(f"{name}: {v.name} compiled in {v.compile_s:.1f} s")
+    if not args.no_torch:
+        variants += torch_variants(name, args.batch, args.size, args.dtype,
+                                   channels_last=not args.no_channels_last,
+                                   compile_=args.torch_compile,
+                                   train=not args.infer_only, infer=not args.train_only)
+    flops = {v.mode: v.flops for v in variants if v.framework == "flax"}
+    for r in range(args.warmup):
+        for v in variants:
+            t0 = time.perf_counter()
+            v.step()
+            log(f"{name}: warm-up {r + 1}/{args.warmup} {v.name}: {time.perf_counter() - t0:.2f} s")
+    for r in range(args.repeats):
+        for v in variants:
+            _time_variant(v)
+        log(f"{name}: round {r + 1}/{args.repeats}: "
+            + ", ".join(f"{v.name} {v.times[-1]:.2f} s" for v in variants))
+    rows = []
+    base = {v.mode: statistics.median(v.times) for v in variants if v.framework == "torch"}
+    for v in variants:
+        med = statistics.median(v.times)
+        f = flops.get(v.mode)
+        rows.append({
+            "model": name, "variant": v.name, "framework": v.framework, "mode": v.mode,
+            "img_s": args.batch / med, "img_s_min": args.batch / max(v.times),
+            "img_s_max": args.batch / min(v.times),
+            "vs_torch": (base[v.mode] / med) if v.mode in base else None,
+            "step_s": v.times, "compile_s": v.compile_s,
+            "rss_peak_growth_mb": max(v.rss) / 2**20,
+            "xla_buffers_mb": v.xla_bytes / 2**20 if v.xla_bytes is not None else None,
+            "minor_faults_per_step": statistics.median(v.faults),
+            "flops_per_step": f, "gflop_s": f / med / 1e9 if f else None,
+        })
+    return {"model": name, "rows": rows}
+
+
+def machine_info() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        m = re.search(r"Model name:\s*(.+)", out)
+        cpu = m.group(1).strip() if m else cpu
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import flax
+
+    return {
+        "cpu": cpu, "cores": cpu_count(), "python": platform.python_version(),
+        "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        "flaxnets_xla_flags": list(flaxnets._xla_flags.APPLIED),
+        "FLAXNETS_CONV_IMPL": os.environ.get("FLAXNETS_CONV_IMPL", "auto"),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def _fmt(v, spec, none="–"):
+    return none if v is None else format(v, spec)
+
+
+def markdown(results: dict) -> str:
+    meta, peak = results["meta"], results["matmul_peak_gflop_s"]
+    lines = [
+        f"`{results['command']}`",
+        "",
+        f"{meta['cpu']}, {meta['cores']} cores; jax {meta['jax']}, flax {meta['flax']}, "
+        f"optax {meta['optax']}, torch {meta['torch']} ({meta['torch_threads']} threads); "
+        f"batch {results['batch']}, {results['size']}², {results['dtype']}, "
+        f"{results['repeats']} timed rounds after {results['warmup']} warm-up. "
+        f"Load average (1 min) {meta['loadavg_start'][0]:.1f} at start, "
+        f"{meta['loadavg_end'][0]:.1f} at end. XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`. "
+        f"Matmul peak ({results['dtype']}, 2048³): jax {peak['flax']:.0f}, "
+        f"torch {peak['torch']:.0f} GFLOP/s.",
+        "",
+        "| model | variant | img/s median [min, max] | vs torch | compile s | RSS peak +MB "
+        "| XLA buffers MB | faults/step | GFLOP/s | % peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results["models"]:
+        for r in res["rows"]:
+            fw = "torch" if r["framework"].startswith("torch") else "flax"
+            pct = r["gflop_s"] / peak[fw] * 100 if r["gflop_s"] else None
+            lines.append(
+                f"| {r['model']} | {r['variant']} | {r['img_s']:.2f} [{r['img_s_min']:.2f}, "
+                f"{r['img_s_max']:.2f}] | {_fmt(r['vs_torch'], '.2f')}× | "
+                f"{_fmt(r['compile_s'], '.1f')} | {r['rss_peak_growth_mb']:.0f} | "
+                f"{_fmt(r['xla_buffers_mb'], '.0f')} | {r['minor_faults_per_step']:.0f} | "
+                f"{_fmt(r['gflop_s'], '.1f')} | {_fmt(pct, '.0f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str, tag: str, text: str) -> None:
+    """Replace the block between `<!-- bench:TAG -->` and `<!-- /bench:TAG -->`, else append."""
+    begin, end = f"<!-- bench:{tag} -->", f"<!-- /bench:{tag} -->"
+    block = f"{begin}\n{text}{end}\n"
+    old = open(path).read() if os.path.exists(path) else ""
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
+    else:
+        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
+    with open(path, "w") as f:
+        f.write(new)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m flaxnets.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="regnet_x_400mf")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--torch-compile", action="store_true")
+    p.add_argument("--no-torch", action="store_true", help="Flax variants only")
+    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--train-only", action="store_true")
+    p.add_argument("--infer-only", action="store_true")
+    p.add_argument("--out", help="markdown file: replaces/appends the <!-- bench:TAG --> block")
+    p.add_argument("--tag", default="results")
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(cpu_count())
+    meta = machine_info()
+    log(f"{meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_start'][0]:.1f}; "
+        f"XLA_FLAGS={meta['XLA_FLAGS']!r}")
+    peak = matmul_peak(args.dtype)
+    log(f"matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
+    results = {
+        "command": "python -m flaxnets.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "batch": args.batch, "size": args.size, "dtype": args.dtype, "repeats": args.repeats,
+        "warmup": args.warmup, "meta": meta, "matmul_peak_gflop_s": peak, "models": [],
+    }
+    for name in [m for m in args.models.split(",") if m]:
+        results["models"].append(bench_model(name, args))
+        jax.clear_caches()
+    meta["loadavg_end"] = os.getloadavg()
+    text = markdown(results)
+    print(text)
+    if args.out:
+        write_markdown(args.out, args.tag, text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""conv_ops.conv2d (every implementation) against lax.conv_general_dilated at highest precision.
+
+Forward and the gradients with respect to input and kernel, on odd sizes, strides 1/2,
+dilations 1/2, asymmetric and zero padding, dense / grouped (wide and narrow groups) /
+depthwise (channel multiplier 1 and 2) kernels, non-square kernels. Tolerances (relative to
+the largest reference magnitude): float32 1e-5, float64 1e-12. The measured worst errors are
+printed (pytest -s).
+"""
+from __future__ import annotations
+
+import re
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from flaxnets import conv_ops
+
+TOL = {"float32": 1e-5, "float64": 1e-12}
+
+# (name, n, h, w, cin, cout, kernel, stride, dilation, padding, groups)
+CASES = [
+    ("dense3x3", 2, 9, 7, 5, 6, (3, 3), 1, 1, ((1, 1), (1, 1)), 1),
+    ("dense1x1s2", 2, 9, 8, 8, 4, (1, 1), 2, 1, ((0, 0), (0, 0)), 1),
+    ("grouped_s1", 2, 9, 11, 32, 48, (3, 3), 1, 1, ((1, 1), (1, 1)), 2),
+    ("grouped_s2_asym", 2, 11, 9, 48, 48, (3, 3), 2, 1, ((1, 2), (0, 1)), 3),
+    ("grouped_dil2", 1, 10, 9, 32, 32, (3, 3), 1, 2, ((2, 2), (2, 2)), 2),
+    ("grouped_s2_dil2_pad0", 2, 13, 12, 32, 64, (3, 3), 2, 2, ((0, 0), (0, 0)), 2),
+    ("grouped_narrow", 2, 9, 7, 24, 24, (3, 3), 1, 1, ((1, 1), (1, 1)), 6),
+    ("grouped_narrow_s2", 2, 8, 9, 16, 32, (3, 3), 2, 1, ((1, 1), (1, 1)), 8),
+    ("grouped_1x3", 2, 7, 9, 32, 32, (1, 3), 1, 1, ((0, 0), (1, 1)), 2),
+    ("depthwise3x3", 2, 9, 7, 6, 6, (3, 3), 1, 1, ((1, 1), (1, 1)), 6),
+    ("depthwise_s2_asym", 2, 11, 8, 5, 5, (3, 3), 2, 1, ((0, 1), (1, 0)), 5),
+    ("depthwise5x5_s2", 1, 13, 10, 4, 4, (5, 5), 2, 1, ((2, 2), (2, 2)), 4),
+    ("depthwise_dil2_s2", 2, 12, 9, 3, 3, (3, 3), 2, 2, ((2, 2), (2, 2)), 3),
+    ("depthwise_mult2", 2, 8, 9, 3, 6, (3, 3), 1, 1, ((1, 1), (1, 1)), 3),
+    ("depthwise_7x1_pad0", 2, 9, 7, 4, 4, (7, 1), 1, 1, ((0, 0), (0, 0)), 4),
+    ("depthwise_bigpad", 1, 7, 7, 4, 4, (3, 3), 3, 1, ((4, 1), (1, 3)), 4),
+]
+
+
+def _reference(x, w, stride, dilation, padding, groups):
+    return lax.conv_general_dilated(
+        x, w, (stride, stride), padding, rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
+        precision=lax.Precision.HIGHEST)
+
+
+def _outputs(conv, x, w, g):
+    """y, dL/dx, dL/dw for L = <conv(x, w), g>."""
+    y, vjp = jax.vjp(conv, x, w)
+    return (y, *vjp(g))
+
+
+def _rel(got, ref) -> float:
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    assert got.shape == ref.shape
+    return float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-300))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("impl", ["fast", "plain"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_conv2d_matches_lax(case, impl, dtype):
+    name, n, h, wd, cin, cout, kernel, stride, dilation, padding, groups = case
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal((n, h, wd, cin))
+    w = rng.standard_normal((*kernel, cin // groups, cout))
+    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("highest"):
+        x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
+        ref_fn = jax.jit(lambda x, w, g: _outputs(
+            lambda x, w: _reference(x, w, stride, dilation, padding, groups), x, w, g))
+        got_fn = jax.jit(lambda x, w, g: _outputs(
+            lambda x, w: conv_ops.conv2d(x, w, stride, padding, dilation, groups, impl=impl), x, w, g))
+        y = _reference(x, w, stride, dilation, padding, groups)
+        g = jnp.asarray(rng.standard_normal(y.shape), dtype)
+        errs = [_rel(a, b) for a, b in zip(got_fn(x, w, g), ref_fn(x, w, g))]
+    print(f"{name} {impl} {dtype}: rel err y {errs[0]:.1e} dx {errs[1]:.1e} dw {errs[2]:.1e}")
+    assert max(errs) <= TOL[dtype], errs
+
+
+@pytest.mark.parametrize("groups,cin,cout,kind", [
+    (4, 64, 64, "grouped"), (8, 16, 16, "grouped"), (16, 16, 32, "depthwise"), (1, 16, 16, "dense")])
+def test_auto_routes_to_fast_paths_on_cpu(groups, cin, cout, kind):
+    x, w = jnp.ones((1, 8, 8, cin)), jnp.ones((3, 3, cin // groups, cout))
+    conv = lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, groups)  # noqa: E731
+    fwd = str(jax.make_jaxpr(conv)(x, w))
+    assert ("custom_vjp_call" in fwd) == (kind != "dense")
+    # Neither XLA's grouped convolution nor its dense-with-mask kernel gradient may appear.
+    grad = str(jax.make_jaxpr(jax.grad(lambda x, w: conv(x, w).sum(), argnums=(0, 1)))(x, w))
+    counts = re.findall(r"(?:feature|batch)_group_count=(\d+)", fwd + grad)
+    assert set(counts) <= {"1"}, counts
+
+
+def test_bfloat16_depthwise_and_grouped_keep_dtype():
+    x = jnp.ones((2, 8, 8, 32), jnp.bfloat16)
+    for w in (jnp.ones((3, 3, 1, 32), jnp.bfloat16), jnp.ones((3, 3, 16, 32), jnp.bfloat16)):
+        groups = 32 // w.shape[2]
+        ref = _reference(x.astype(jnp.float32), w.astype(jnp.float32), 1, 1, ((1, 1), (1, 1)), groups)
+        y, (dx, dw) = jax.value_and_grad(
+            lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, groups, impl="fast").astype(jnp.float32).sum(),
+            argnums=(0, 1))(x, w)
+        assert dx.dtype == dw.dtype == jnp.bfloat16
+        np.testing.assert_allclose(float(y), float(ref.sum()), rtol=1e-2)
+
+
+def test_conv_impl_env_validation(monkeypatch):
+    monkeypatch.setenv("FLAXNETS_CONV_IMPL", "bogus")
+    with pytest.raises(ValueError, match="FLAXNETS_CONV_IMPL"):
+        conv_ops.conv2d(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 1, 4)), groups=4)
+    with pytest.raises(ValueError, match="groups"):
+        conv_ops.conv2d(jnp.ones((1, 4, 4, 6)), jnp.ones((3, 3, 4, 4)), groups=2, impl="plain")
