@@ -1,21 +1,34 @@
-"""XLA:CPU flags flaxnets sets on import; must run before jax initialises its backend.
+"""XLA:CPU runtime settings; flaxnets imports this first, before jax starts its CPU backend.
 
-jaxlib 0.10 sends every convolution to YNNPACK; XLA's own (Eigen) convolution is about 2x
-faster for these models' training steps on x86 (numbers in docs/benchmarks.md). So, unless
+``XLA_FLAGS``: jaxlib 0.10 sends every convolution to YNNPACK; XLA's own (Eigen) convolution
+is about twice as fast for these models on x86, so on import
+``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` is appended to ``XLA_FLAGS``
+unless ``FLAXNETS_NO_XLA_FLAGS=1`` is set, ``XLA_FLAGS`` already names that flag (the user's
+choice wins), or jax's backend is already initialised (XLA reads ``XLA_FLAGS`` once, then).
 
-- the environment variable ``FLAXNETS_NO_XLA_FLAGS=1`` is set (opt out), or
-- ``XLA_FLAGS`` already names the flag (the user's choice wins), or
-- jax's backend is already initialised (XLA reads ``XLA_FLAGS`` once, at backend start),
-
-``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` is appended to
-``XLA_FLAGS``. `APPLIED` lists what was added. The flag only affects the CPU backend.
+`tune_malloc()` (opt-in: applications call it, or set ``FLAXNETS_MALLOC_TUNING=1``; the
+benchmark does by default): XLA:CPU allocates an executable's temporaries (1-4 GB for a
+batch-32 training step) on every call, from its worker threads, and glibc serves them with
+fresh ``mmap``s, so every step page-faults its whole working set (a quarter to a third of a
+training step's CPU time here). ``mallopt(M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)``
+makes all blocks come from, and go back to, the main heap, which never shrinks: the process
+keeps its peak heap instead of returning memory to the OS. Call it before jax's backend starts
+(its threads pick their arena when they start). Numbers: docs/benchmarks.md.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 
 FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+_MALLOC = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: never trim
+MALLOC_TUNING = "mallopt(M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)"
+
+
+def _off(var: str) -> bool:
+    return os.environ.get(var, "") not in ("", "0")
 
 
 def _backend_initialised() -> bool:
@@ -23,8 +36,23 @@ def _backend_initialised() -> bool:
     return bool(getattr(xb, "_backends", None))
 
 
+def tune_malloc() -> bool:
+    """Keep freed memory in one never-trimmed glibc heap (see module doc); True if applied."""
+    if not sys.platform.startswith("linux") or _backend_initialised():
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only
+        ok = all(libc.mallopt(param, value) == 1 for param, value in _MALLOC)
+    except (OSError, AttributeError):
+        return False
+    if ok and MALLOC_TUNING not in APPLIED:
+        APPLIED.append(MALLOC_TUNING)
+    return ok
+
+
 def apply(flags=FLAGS) -> list[str]:
-    if os.environ.get("FLAXNETS_NO_XLA_FLAGS", "") not in ("", "0") or _backend_initialised():
+    if _off("FLAXNETS_NO_XLA_FLAGS") or _backend_initialised():
         return []
     current = os.environ.get("XLA_FLAGS", "")
     added = [f for f in flags if f.split("=")[0] not in current]
@@ -33,4 +61,6 @@ def apply(flags=FLAGS) -> list[str]:
     return added
 
 
-APPLIED = apply()
+APPLIED: list[str] = apply()
+if _off("FLAXNETS_MALLOC_TUNING"):
+    tune_malloc()

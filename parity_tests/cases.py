@@ -31,8 +31,8 @@ OVERRIDES: dict[str, Case] = {
     # regnet
     "regnet_y_128gf": Case(eval_sizes=((64, 64), (67, 81)), train_size=(32, 32)),
     # resnet
-    # The float64 train check of the grouped 101-layer ResNeXts compiles for 10+ minutes on CPU
-    # (conv_ops splits every grouped conv per group): run it in the large tier.
+    # Float64 train check of the 101-layer ResNeXts: 2-3 min each on 2 CPU cores (mostly
+    # compiling grouped-conv gradients), so large tier; resnext50_32x4d covers them by default.
     "resnext101_32x8d": Case(large=True),
     "resnext101_64x4d": Case(large=True),
     # vgg

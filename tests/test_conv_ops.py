@@ -83,12 +83,13 @@ def test_conv2d_matches_lax(case, impl, dtype):
 
 
 @pytest.mark.parametrize("groups,cin,cout,kind", [
-    (4, 64, 64, "grouped"), (8, 16, 16, "grouped"), (16, 16, 32, "depthwise"), (1, 16, 16, "dense")])
+    (4, 64, 64, "grouped"), (8, 16, 16, "merged"), (16, 16, 32, "depthwise"), (1, 16, 16, "dense")])
 def test_auto_routes_to_fast_paths_on_cpu(groups, cin, cout, kind):
     x, w = jnp.ones((1, 8, 8, cin)), jnp.ones((3, 3, cin // groups, cout))
     conv = lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, groups)  # noqa: E731
     fwd = str(jax.make_jaxpr(conv)(x, w))
-    assert ("custom_vjp_call" in fwd) == (kind != "dense")
+    # "merged": groups narrower than MIN_GROUP_WIDTH all fit one block-diagonal dense conv.
+    assert ("custom_vjp_call" in fwd) == (kind in ("grouped", "depthwise"))
     # Neither XLA's grouped convolution nor its dense-with-mask kernel gradient may appear.
     grad = str(jax.make_jaxpr(jax.grad(lambda x, w: conv(x, w).sum(), argnums=(0, 1)))(x, w))
     counts = re.findall(r"(?:feature|batch)_group_count=(\d+)", fwd + grad)

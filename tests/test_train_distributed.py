@@ -117,8 +117,9 @@ def test_eight_devices_match_one(tmp_path):
         print(f"8 vs 1 device, grad_accum={accum}, 3 SGD steps (float64), rel err: " +
               ", ".join(f"{k} {v:.2e}" if isinstance(v, float) else f"{k} {v}" for k, v in e.items()))
         assert e["int_leaves_equal"] and e["params_dtype"] == "float64"
-        for k in ("loss", "params", "batch_stats", "ema", "eval"):
+        for k in ("loss", "params", "batch_stats", "ema"):
             assert e[k] <= 1e-10, k
+        assert e["eval"] <= 1e-6  # eval sums are accumulated in float32
 
 
 # ----------------------------------------------------------------------------- 2 processes

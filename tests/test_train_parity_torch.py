@@ -23,8 +23,8 @@ from parity_tests.harness import randomize_, rel_err
 from train import optim, steps
 from train.state import create_state
 
-NAME, K, BATCH, SIZE, CLASSES = "regnet_x_400mf", 3, 8, 32, 10
-LR, MOMENTUM, WD, TOTAL, WARMUP = 0.1, 0.9, 1e-3, 10, 2
+NAME, K, BATCH, SIZE, CLASSES = "regnet_x_400mf", 3, 8, 64, 10
+LR, MOMENTUM, WD, TOTAL, WARMUP = 0.01, 0.9, 1e-3, 10, 2
 
 
 def run_both(torch_dtype) -> dict[str, float]:
@@ -44,8 +44,8 @@ def run_both(torch_dtype) -> dict[str, float]:
     topt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM, nesterov=False, weight_decay=WD)
     tmodel.train()
     for k, (x, y) in enumerate(batches):
-        for group in topt.param_groups:
-            group["lr"] = float(schedule(k))
+        for group in topt.param_groups:  # the value optax uses: the schedule at an int32 count
+            group["lr"] = float(schedule(jnp.asarray(k, jnp.int32)))
         topt.zero_grad()
         torch.nn.functional.cross_entropy(tmodel(x), y).backward()
         topt.step()
