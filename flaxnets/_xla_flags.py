@@ -27,7 +27,7 @@ _MALLOC = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: 
 MALLOC_TUNING = "mallopt(M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)"
 
 
-def _off(var: str) -> bool:
+def _set(var: str) -> bool:
     return os.environ.get(var, "") not in ("", "0")
 
 
@@ -52,7 +52,7 @@ def tune_malloc() -> bool:
 
 
 def apply(flags=FLAGS) -> list[str]:
-    if _off("FLAXNETS_NO_XLA_FLAGS") or _backend_initialised():
+    if _set("FLAXNETS_NO_XLA_FLAGS") or _backend_initialised():
         return []
     current = os.environ.get("XLA_FLAGS", "")
     added = [f for f in flags if f.split("=")[0] not in current]
@@ -62,5 +62,5 @@ def apply(flags=FLAGS) -> list[str]:
 
 
 APPLIED: list[str] = apply()
-if _off("FLAXNETS_MALLOC_TUNING"):
+if _set("FLAXNETS_MALLOC_TUNING"):
     tune_malloc()
