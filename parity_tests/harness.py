@@ -209,12 +209,12 @@ def train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed: int = 0
         del tmodel, t_out, t_outs, loss
 
         def loss_fn(params):
-            out, upd = fmodel.apply({"params": params, "batch_stats": variables["batch_stats"]},
+            out, upd = fmodel.apply({"params": params, "batch_stats": variables.get("batch_stats", {})},
                                     jnp.asarray(_to_nhwc(x)), train=True, mutable=["batch_stats"],
                                     rngs={"dropout": jax.random.key(0)})
             outs = out if isinstance(out, (tuple, list)) else (out,)
             total = sum(jnp.sum(o * jnp.asarray(wt)) for o, wt in zip(outs, weights))
-            return total, (outs, upd["batch_stats"])
+            return total, (outs, upd.get("batch_stats", {}))
 
         grad_fn = jax.grad(loss_fn, has_aux=True)
         if os.environ.get("PARITY_TRAIN_JIT", "1") == "1":

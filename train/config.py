@@ -38,7 +38,7 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
-    epochs: int = 15
+    epochs: int = 20
     batch_size: int = 128
     grad_accum: int = 1
     seed: int = 0
