@@ -6,14 +6,16 @@ is about twice as fast for these models on x86, so on import
 unless ``FLAXNETS_NO_XLA_FLAGS=1`` is set, ``XLA_FLAGS`` already names that flag (the user's
 choice wins), or jax's backend is already initialised (XLA reads ``XLA_FLAGS`` once, then).
 
-`tune_malloc()` (opt-in: applications call it, or set ``FLAXNETS_MALLOC_TUNING=1``; the
-benchmark does by default): XLA:CPU allocates an executable's temporaries (1-4 GB for a
+`tune_malloc()` (opt-in: call it before jax's backend starts, or set
+``FLAXNETS_MALLOC_TUNING=1``): XLA:CPU allocates an executable's temporaries (1-7 GB for a
 batch-32 training step) on every call, from its worker threads, and glibc serves them with
-fresh ``mmap``s, so every step page-faults its whole working set (a quarter to a third of a
-training step's CPU time here). ``mallopt(M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)``
-makes all blocks come from, and go back to, the main heap, which never shrinks: the process
-keeps its peak heap instead of returning memory to the OS. Call it before jax's backend starts
-(its threads pick their arena when they start). Numbers: docs/benchmarks.md.
+fresh ``mmap``s, so every step page-faults its whole working set (a quarter of a
+regnet_x_400mf training step's CPU time here). ``mallopt(M_ARENA_MAX=1, M_MMAP_THRESHOLD=
+M_TRIM_THRESHOLD=2 GiB - 1)`` serves blocks below 2 GiB from one heap that keeps up to 2 GiB
+free instead of returning it to the OS (more resident memory; larger blocks are still
+mmapped). Not the default: it changes the whole process's allocator, and disabling mmap and
+trimming altogether (to cover larger blocks) let the heap fragment to 18 GB on resnet50.
+Numbers: docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ import os
 import sys
 
 FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_MALLOC = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: never trim
-MALLOC_TUNING = "mallopt(M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_MAX = 2**31 - 1  # mallopt takes an int
+_MALLOC = ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, _MAX), (_M_TRIM_THRESHOLD, _MAX))
+MALLOC_TUNING = "mallopt(M_ARENA_MAX=1, M_MMAP_THRESHOLD=M_TRIM_THRESHOLD=2**31-1)"
 
 
 def _set(var: str) -> bool:

@@ -8,21 +8,13 @@ Follows torchvision/models/alexnet.py (module paths `features.{0,3,6,8,10}`, `cl
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn
-import jax
 
 from flaxnets import register
 from flaxnets.layers import (Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw, max_pool2d, relu,
-                             torch_default_init)
-
-
-def torch_default_bias(fan_in: int):
-    """torch.nn.Conv2d's default bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
+                             torch_default_bias, torch_default_init)
 
 
 @dataclasses.dataclass(frozen=True)

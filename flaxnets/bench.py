@@ -3,6 +3,7 @@
     python -m flaxnets.bench --models regnet_x_400mf,resnet50 --batch 32 --size 224 \
         [--repeats 5] [--torch-compile] [--dtype float32|bfloat16] \
         [--out docs/benchmarks.md --tag fp32] [--json out.json]
+    python -m flaxnets.bench --convs [--repeats 5] [--out ... --tag convs]
 
 For each model, in one process, variants are warmed up and then timed interleaved (one step
 of each variant per round, `--repeats` rounds):
@@ -21,11 +22,16 @@ Reported per variant: median img/s with min/max, ratio to torch eager NCHW, jit 
 step, achieved GFLOP/s and its fraction of the matmul peak measured in the same run (same
 framework, same dtype). FLOPs per step come from XLA's cost analysis of the compiled Flax
 step (or forward) and are used for both frameworks. Progress goes to stderr.
+
+``--convs`` instead times `flaxnets.conv_ops.conv2d` on the models' typical grouped, depthwise
+and dense shapes (batch 32), ``plain`` (XLA's own convolution) against ``fast`` (the CPU fast
+paths): forward and forward+backward GFLOP/s (useful FLOPs: 2 * MACs, x3 with the backward).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import platform
@@ -96,6 +102,7 @@ class Variant:
     flops: float | None = None      # per step, XLA cost analysis
     xla_bytes: int | None = None    # XLA buffer assignment: arguments + outputs + temporaries
     times: list = field(default_factory=list)
+    cpu: list = field(default_factory=list)
     rss: list = field(default_factory=list)
     faults: list = field(default_factory=list)
 
@@ -121,7 +128,8 @@ def _xla_bytes(compiled) -> int | None:
                + m.temp_size_in_bytes)
 
 
-def flax_variants(name, batch, size, dtype, train=True, infer=True) -> list[Variant]:
+def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[list[Variant], int]:
+    """The Flax variants and the model's number of classes."""
     bf16 = dtype == "bfloat16"
     model = flaxnets.create_model(name, **({"dtype": jnp.bfloat16} if bf16 else {}))
     key = jax.random.key(0)
@@ -130,7 +138,8 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> list[Vari
     params, stats = variables["params"], variables.get("batch_stats", {})
     xdtype = jnp.bfloat16 if bf16 else jnp.float32
     x = jax.random.normal(key, (batch, size, size, 3), xdtype)
-    y = jax.random.randint(key, (batch,), 0, 1000)
+    classes = jax.eval_shape(lambda v: _logits(model.apply(v, init_x, train=False)), variables).shape[-1]
+    y = jax.random.randint(key, (batch,), 0, classes)
     tx = optax.sgd(0.01, momentum=0.9)
     out = []
 
@@ -171,10 +180,10 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> list[Vari
                      _flops(compiled_i), _xla_bytes(compiled_i))
         vi.step = lambda: jax.block_until_ready(compiled_i(ev, x))
         out.append(vi)
-    return out
+    return out, classes
 
 
-def torch_variants(name, batch, size, dtype, channels_last=True, compile_=False,
+def torch_variants(name, batch, size, dtype, classes, channels_last=True, compile_=False,
                    train=True, infer=True) -> list[Variant]:
     import torch
     import torch.nn.functional as F
@@ -183,7 +192,7 @@ def torch_variants(name, batch, size, dtype, channels_last=True, compile_=False,
     torch.manual_seed(0)
     base = torchref.create_model(name)
     x0 = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, 1000, (batch,))
+    y = torch.randint(0, classes, (batch,))
     bf16 = dtype == "bfloat16"
     layouts = [("", torch.contiguous_format)]
     if channels_last:
@@ -240,24 +249,26 @@ def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> dict[str, float]
 
 
 def _time_variant(v: Variant) -> None:
-    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     with _PeakRss() as rss:
         t0 = time.perf_counter()
         v.step()
         dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     v.times.append(dt)
+    v.cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
     v.rss.append(rss.growth)
-    v.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    v.faults.append(r1.ru_minflt - r0.ru_minflt)
 
 
 def bench_model(name: str, args) -> dict:
     log(f"{name}: building and compiling")
-    variants = flax_variants(name, args.batch, args.size, args.dtype,
-                             train=not args.infer_only, infer=not args.train_only)
+    variants, classes = flax_variants(name, args.batch, args.size, args.dtype,
+                                      train=not args.infer_only, infer=not args.train_only)
     for v in variants:
         log(f"{name}: {v.name} compiled in {v.compile_s:.1f} s")
     if not args.no_torch:
-        variants += torch_variants(name, args.batch, args.size, args.dtype,
+        variants += torch_variants(name, args.batch, args.size, args.dtype, classes,
                                    channels_last=not args.no_channels_last,
                                    compile_=args.torch_compile,
                                    train=not args.infer_only, infer=not args.train_only)
@@ -273,6 +284,7 @@ def bench_model(name: str, args) -> dict:
         log(f"{name}: round {r + 1}/{args.repeats}: "
             + ", ".join(f"{v.name} {v.times[-1]:.2f} s" for v in variants))
     rows = []
+    log(f"{name}: load average {os.getloadavg()[0]:.1f}")
     base = {v.mode: statistics.median(v.times) for v in variants if v.framework == "torch"}
     for v in variants:
         med = statistics.median(v.times)
@@ -282,13 +294,84 @@ def bench_model(name: str, args) -> dict:
             "img_s": args.batch / med, "img_s_min": args.batch / max(v.times),
             "img_s_max": args.batch / min(v.times),
             "vs_torch": (base[v.mode] / med) if v.mode in base else None,
-            "step_s": v.times, "compile_s": v.compile_s,
+            "step_s": v.times, "cpu_s_per_step": statistics.median(v.cpu),
+            "compile_s": v.compile_s,
             "rss_peak_growth_mb": max(v.rss) / 2**20,
             "xla_buffers_mb": v.xla_bytes / 2**20 if v.xla_bytes is not None else None,
             "minor_faults_per_step": statistics.median(v.faults),
             "flops_per_step": f, "gflop_s": f / med / 1e9 if f else None,
         })
-    return {"model": name, "rows": rows}
+    return {"model": name, "rows": rows, "loadavg_end": os.getloadavg()}
+
+
+# (label, n, h, cin, cout, k, stride, groups): shapes from regnet_x_400mf, resnext50_32x4d,
+# mobilenet_v2 / efficientnet_b0 and resnet50
+CONV_SHAPES = [
+    ("grouped 3x3 g16 64@56", 32, 56, 64, 64, 3, 1, 4),
+    ("grouped 3x3 g16 160@28 s2", 32, 28, 160, 160, 3, 2, 10),
+    ("grouped 3x3 g16 160@14", 32, 14, 160, 160, 3, 1, 10),
+    ("grouped 3x3 g16 400@7", 32, 7, 400, 400, 3, 1, 25),
+    ("grouped 3x3 g4 128@56", 32, 56, 128, 128, 3, 1, 32),
+    ("depthwise 3x3 144@56", 32, 56, 144, 144, 3, 1, 144),
+    ("depthwise 3x3 96@112 s2", 32, 112, 96, 96, 3, 2, 96),
+    ("depthwise 3x3 576@14", 32, 14, 576, 576, 3, 1, 576),
+    ("depthwise 5x5 240@28 s2", 32, 28, 240, 240, 5, 2, 240),
+    ("dense 3x3 64@56", 32, 56, 64, 64, 3, 1, 1),
+    ("dense 1x1 256->64@56", 32, 56, 256, 64, 1, 1, 1),
+]
+
+
+def conv_bench(repeats: int) -> list[dict]:
+    from flaxnets import conv_ops
+
+    rows = []
+    for label, n, h, cin, cout, k, s, g in CONV_SHAPES:
+        key = jax.random.key(0)
+        x = jax.random.normal(key, (n, h, h, cin))
+        w = jax.random.normal(key, (k, k, cin // g, cout)) * 0.1
+        ho = (h + 2 * (k // 2) - k) // s + 1
+        gy = jax.random.normal(key, (n, ho, ho, cout))
+        flops = 2 * n * ho * ho * k * k * (cin // g) * cout
+        fns, compile_s = {}, {}
+        for impl in ("plain", "fast"):
+            conv = functools.partial(conv_ops.conv2d, stride=s, padding=k // 2, groups=g, impl=impl)
+            fb = lambda x, w, gy, conv=conv: jax.vjp(conv, x, w)[1](gy)  # noqa: E731
+            for mode, f, args in (("fwd", conv, (x, w)), ("fwd+bwd", fb, (x, w, gy))):
+                t0 = time.perf_counter()
+                c = jax.jit(f).lower(*args).compile()
+                compile_s[impl, mode] = time.perf_counter() - t0
+                fns[impl, mode] = functools.partial(lambda c, args: jax.block_until_ready(c(*args)), c, args)
+        times = {key: [] for key in fns}
+        for r in range(repeats + 1):  # the first round warms up
+            for key, f in fns.items():
+                t0 = time.perf_counter()
+                f()
+                if r:
+                    times[key].append(time.perf_counter() - t0)
+        for (impl, mode), ts in times.items():
+            fl = flops * (3 if mode == "fwd+bwd" else 1)
+            rows.append({"shape": label, "impl": impl, "mode": mode, "gflop_s": fl / statistics.median(ts) / 1e9,
+                         "gflop_s_min": fl / max(ts) / 1e9, "gflop_s_max": fl / min(ts) / 1e9,
+                         "compile_s": compile_s[impl, mode]})
+        log(f"convs: {label}: " + ", ".join(f"{r['impl']} {r['mode']} {r['gflop_s']:.1f}" for r in rows[-4:]))
+    return rows
+
+
+def conv_markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [f"`{results['command']}`", "",
+             f"{meta['cpu']}, {meta['cores']} cores, jax {meta['jax']}; load average (1 min) "
+             f"{meta['loadavg_start'][0]:.1f} at start, {meta['loadavg_end'][0]:.1f} at end; "
+             f"XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`. GFLOP/s: median [min, max] of "
+             f"{results['repeats']} rounds.", "",
+             "| shape (batch 32) | plain fwd | fast fwd | plain fwd+bwd | fast fwd+bwd | fast compile s (fwd+bwd) |",
+             "|---|---|---|---|---|---|"]
+    by = {(r["shape"], r["impl"], r["mode"]): r for r in results["convs"]}
+    for label, *_ in CONV_SHAPES:
+        cells = [f"{by[label, i, m]['gflop_s']:.1f} [{by[label, i, m]['gflop_s_min']:.1f}, "
+                 f"{by[label, i, m]['gflop_s_max']:.1f}]" for m in ("fwd", "fwd+bwd") for i in ("plain", "fast")]
+        lines.append(f"| {label} | {' | '.join(cells)} | {by[label, 'fast', 'fwd+bwd']['compile_s']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def machine_info() -> dict:
@@ -308,7 +391,7 @@ def machine_info() -> dict:
         "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
-        "flaxnets_xla_flags": list(flaxnets._xla_flags.APPLIED),
+        "flaxnets_runtime_settings": list(flaxnets._xla_flags.APPLIED),
         "FLAXNETS_CONV_IMPL": os.environ.get("FLAXNETS_CONV_IMPL", "auto"),
         "loadavg_start": os.getloadavg(),
     }
@@ -328,13 +411,14 @@ def markdown(results: dict) -> str:
         f"batch {results['batch']}, {results['size']}², {results['dtype']}, "
         f"{results['repeats']} timed rounds after {results['warmup']} warm-up. "
         f"Load average (1 min) {meta['loadavg_start'][0]:.1f} at start, "
-        f"{meta['loadavg_end'][0]:.1f} at end. XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`. "
+        f"{meta['loadavg_end'][0]:.1f} at end. XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`; "
+        f"malloc tuning {'on' if any('mallopt' in a for a in meta['flaxnets_runtime_settings']) else 'off'}. "
         f"Matmul peak ({results['dtype']}, 2048³): jax {peak['flax']:.0f}, "
         f"torch {peak['torch']:.0f} GFLOP/s.",
         "",
-        "| model | variant | img/s median [min, max] | vs torch | compile s | RSS peak +MB "
-        "| XLA buffers MB | faults/step | GFLOP/s | % peak |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | variant | img/s median [min, max] | vs torch | CPU s/step | compile s "
+        "| RSS peak +MB | XLA buffers MB | faults/step | GFLOP/s | % peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results["models"]:
         for r in res["rows"]:
@@ -343,7 +427,7 @@ def markdown(results: dict) -> str:
             lines.append(
                 f"| {r['model']} | {r['variant']} | {r['img_s']:.2f} [{r['img_s_min']:.2f}, "
                 f"{r['img_s_max']:.2f}] | {_fmt(r['vs_torch'], '.2f')}× | "
-                f"{_fmt(r['compile_s'], '.1f')} | {r['rss_peak_growth_mb']:.0f} | "
+                f"{r['cpu_s_per_step']:.2f} | {_fmt(r['compile_s'], '.1f')} | {r['rss_peak_growth_mb']:.0f} | "
                 f"{_fmt(r['xla_buffers_mb'], '.0f')} | {r['minor_faults_per_step']:.0f} | "
                 f"{_fmt(r['gflop_s'], '.1f')} | {_fmt(pct, '.0f')} |")
     return "\n".join(lines) + "\n"
@@ -365,6 +449,7 @@ def write_markdown(path: str, tag: str, text: str) -> None:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m flaxnets.bench", description=__doc__.split("\n")[0])
     p.add_argument("--models", default="regnet_x_400mf")
+    p.add_argument("--convs", action="store_true", help="conv_ops micro-benchmark instead of models")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=5)
@@ -375,21 +460,31 @@ def main(argv=None) -> dict:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--infer-only", action="store_true")
+    p.add_argument("--malloc-tuning", action="store_true",
+                   help="flaxnets._xla_flags.tune_malloc() first (keeps freed memory in the heap)")
     p.add_argument("--out", help="markdown file: replaces/appends the <!-- bench:TAG --> block")
     p.add_argument("--tag", default="results")
     p.add_argument("--json")
     args = p.parse_args(argv)
 
+    if args.malloc_tuning and not flaxnets._xla_flags.tune_malloc():
+        log("--malloc-tuning: not applied (not glibc, or jax's backend already started)")
     import torch
 
     torch.set_num_threads(cpu_count())
     meta = machine_info()
     log(f"{meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_start'][0]:.1f}; "
         f"XLA_FLAGS={meta['XLA_FLAGS']!r}")
+    command = "python -m flaxnets.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.convs:
+        results = {"command": command, "repeats": args.repeats, "meta": meta,
+                   "convs": conv_bench(args.repeats)}
+        meta["loadavg_end"] = os.getloadavg()
+        return _emit(results, conv_markdown(results), args)
     peak = matmul_peak(args.dtype)
     log(f"matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     results = {
-        "command": "python -m flaxnets.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
         "batch": args.batch, "size": args.size, "dtype": args.dtype, "repeats": args.repeats,
         "warmup": args.warmup, "meta": meta, "matmul_peak_gflop_s": peak, "models": [],
     }
@@ -397,7 +492,10 @@ def main(argv=None) -> dict:
         results["models"].append(bench_model(name, args))
         jax.clear_caches()
     meta["loadavg_end"] = os.getloadavg()
-    text = markdown(results)
+    return _emit(results, markdown(results), args)
+
+
+def _emit(results: dict, text: str, args) -> dict:
     print(text)
     if args.out:
         write_markdown(args.out, args.tag, text)

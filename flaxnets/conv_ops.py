@@ -2,20 +2,24 @@
 
 `conv2d` computes what `lax.conv_general_dilated` computes (NHWC input, HWIO kernel, explicit
 per-side padding, torch's `groups`), forward and gradients. XLA:CPU (jaxlib 0.10) is slow at
-grouped and depthwise convolutions: it runs `feature_group_count` convolutions through a slow
-path and lowers their kernel gradient to a dense C x C convolution plus a mask. So on CPU:
+grouped and depthwise convolutions: `feature_group_count` convolutions take a slow path, and
+their kernel gradient becomes a dense C x C convolution plus a mask. So on CPU:
 
-- ``grouped`` (1 < groups, >1 input channel per group): a `lax.map` over groups of one dense
-  convolution, with a custom VJP whose input and kernel gradients are again a `lax.map` of
-  dense convolutions in the layouts XLA's fast (Eigen) convolution accepts without transposes.
-  One loop body instead of one convolution per group keeps compile time flat in the group
-  count. Groups narrower than 16 channels are merged into block-diagonal "super-groups".
-- ``depthwise`` (one input channel per group, any channel multiplier): k*k shifted, strided
-  slices times a per-channel weight, summed (XLA fuses it into one loop); its gradients are
-  the same kind of loops (reduction over the batch and space for the kernel).
+- grouped (1 < groups, several input channels per group): a `lax.map` over groups of one dense
+  convolution, with a custom VJP whose input and kernel gradients are `lax.map`s of dense
+  convolutions written in the layouts XLA's Eigen convolution takes without transposes (the
+  kernel gradient as a convolution with the input channels as batch). One loop body instead
+  of one convolution per group keeps compile time flat in the group count (one convolution
+  per group ran as fast but doubled regnet_x_400mf's compile time). Groups narrower than
+  `MIN_GROUP_WIDTH` channels are merged into block-diagonal super-groups.
+- depthwise (one input channel per group, any channel multiplier): k*k shifted, strided
+  slices times a per-channel weight, summed in one fused loop; custom VJP: the input gradient
+  is the same kind of loop over the stride-dilated gradient, the kernel gradient sums batch
+  rows inside the fused loop before reducing.
 
-Dense convolutions (groups == 1) always use `lax.conv_general_dilated`.
-Measured GFLOP/s for each candidate are in docs/benchmarks.md.
+Dense convolutions (groups == 1) use `lax.conv_general_dilated` (1x1 convolutions as matmuls
+were no faster). Sub-float32 inputs are accumulated in float32 on the depthwise path.
+Measured GFLOP/s: docs/benchmarks.md (`python -m flaxnets.bench --convs`).
 
 `FLAXNETS_CONV_IMPL` selects the implementation: ``auto`` (default: the fast paths on CPU,
 XLA's own grouped convolution elsewhere), ``plain`` (always `lax.conv_general_dilated`), or
@@ -220,10 +224,17 @@ def _depthwise_bwd(stride, padding, dilation, res, g):
     for i, j, patch in _taps(gp.reshape(*gp.shape[:3], c * m), (kh, kw), (1, 1), dilation, (h, wd)):
         term = (patch.reshape(n, h, wd, c, m) * wf[i, j]).sum(-1)
         dx = term if dx is None else dx + term
-    # Kernel gradient: per tap, sum over batch and space of window * gradient.
+    # Kernel gradient: per tap, window * gradient summed over batch and space. Up to 8 batch
+    # rows are summed inside one fused loop (all taps in one output) before the reduction;
+    # a plain reduce per tap makes XLA copy every shifted window out first (2-5x slower).
     xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0))).astype(acc)
-    dw = jnp.stack([(patch[..., None] * ga).sum((0, 1, 2))
-                    for _, _, patch in _taps(xp, (kh, kw), stride, dilation, out_hw)])
+    r = max(k for k in range(1, 9) if n % k == 0)
+    gr = ga.reshape(n // r, r, *out_hw, c, m)
+    taps = []
+    for _, _, patch in _taps(xp, (kh, kw), stride, dilation, out_hw):
+        pr = patch.reshape(n // r, r, *out_hw, c, 1)
+        taps.append(sum(pr[:, k] * gr[:, k] for k in range(1, r)) + pr[:, 0] * gr[:, 0])
+    dw = jnp.moveaxis(jnp.stack(taps, -1).sum((0, 1, 2)), -1, 0)  # (kh * kw, c, m)
     return dx.astype(x.dtype), dw.reshape(kh, kw, 1, cout).astype(w.dtype)
 
 

@@ -36,6 +36,12 @@ kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
+def torch_default_bias(fan_in: int):
+    """torch.nn.Conv2d/Linear's default bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -187,11 +193,13 @@ class ConvBNAct(nn.Module):
     bn_momentum: float = 0.1
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+    kernel_init: Callable | None = None  # None: Conv2d's default
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        init = {} if self.kernel_init is None else {"kernel_init": self.kernel_init}
         x = Conv2d(self.features, self.kernel_size, self.stride, self.padding, self.dilation,
-                   self.groups, dtype=self.dtype, param_dtype=self.param_dtype, name="0")(x)
+                   self.groups, dtype=self.dtype, param_dtype=self.param_dtype, name="0", **init)(x)
         x = BatchNorm2d(self.bn_momentum, self.bn_eps, dtype=self.dtype,
                         param_dtype=self.param_dtype, name="1")(x, train)
         return x if self.act is None else self.act(x)

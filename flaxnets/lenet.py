@@ -26,8 +26,8 @@ from typing import Any
 import flax.linen as nn
 
 from flaxnets import register
-from flaxnets.alexnet import torch_default_bias
-from flaxnets.layers import Conv2d, Linear, flatten_nchw, max_pool2d, relu, torch_default_init
+from flaxnets.layers import (Conv2d, Linear, flatten_nchw, max_pool2d, relu, torch_default_bias,
+                             torch_default_init)
 
 
 @dataclasses.dataclass(frozen=True)

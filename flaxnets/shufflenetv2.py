@@ -107,13 +107,12 @@ class ShuffleNetV2(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         ch = self.stages_out_channels
-        # torchvision leaves every conv and the fc at torch's default init; ConvBNAct's
-        # kaiming init for conv1/conv5 differs (initialisation only).
-        x = ConvBNAct(ch[0], 3, 2, dtype=self.dtype, name="conv1")(x, train)
+        # torchvision leaves every conv and the fc at torch's default init.
+        x = ConvBNAct(ch[0], 3, 2, dtype=self.dtype, kernel_init=torch_default_init, name="conv1")(x, train)
         x = max_pool2d(x, 3, 2, 1)
         for s, (repeats, c) in enumerate(zip(self.stages_repeats, ch[1:4]), start=2):
             x = _Stage(c, repeats, self.dtype, name=f"stage{s}")(x, train)
-        x = ConvBNAct(ch[4], 1, dtype=self.dtype, name="conv5")(x, train)
+        x = ConvBNAct(ch[4], 1, dtype=self.dtype, kernel_init=torch_default_init, name="conv5")(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return Linear(self.num_classes, dtype=self.dtype, name="fc")(x)
 

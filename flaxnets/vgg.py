@@ -13,9 +13,9 @@ from typing import Any, Union
 import flax.linen as nn
 
 from flaxnets import register
-from flaxnets.alexnet import torch_default_bias
 from flaxnets.layers import (BatchNorm2d, Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw,
-                             kaiming_fan_out, max_pool2d, relu, torch_default_init)
+                             kaiming_fan_out, max_pool2d, relu, torch_default_bias,
+                             torch_default_init)
 
 M = "M"  # MaxPool2d(2, 2)
 

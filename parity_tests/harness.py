@@ -115,12 +115,13 @@ def _flatten_intermediates(tree, prefix=()) -> dict[str, Any]:
 
 
 def flax_forward(model, variables, x_nhwc, capture: bool):
-    """Eager (not jitted): one model runs once per size, and op-by-op dispatch with XLA's
-    per-op compile cache costs about half of compiling the whole graph here."""
+    """Jitted: compiling the whole forward once costs 2-5x less CPU than eager op-by-op
+    dispatch (efficientnet_b0 eval parity: 10 vs 39 CPU-s), most of all with the depthwise
+    fast path's many small ops."""
     if not capture:
-        return model.apply(variables, x_nhwc, train=False), {}
-    logits, state = model.apply(variables, x_nhwc, train=False, capture_intermediates=True,
-                                mutable=["intermediates"])
+        return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x_nhwc), {}
+    logits, state = jax.jit(lambda v, x: model.apply(v, x, train=False, capture_intermediates=True,
+                                                     mutable=["intermediates"]))(variables, x_nhwc)
     return logits, _flatten_intermediates(state["intermediates"])
 
 

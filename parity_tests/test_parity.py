@@ -38,6 +38,16 @@ def is_large(name: str) -> bool:
     return c.large if c.large is not None else num_params(name) > cases.LARGE_PARAMS
 
 
+def is_train_large(name: str) -> bool:
+    c = cases.case(name)
+    return c.train_large if c.train_large is not None else is_large(name)
+
+
+def is_eval_large(name: str) -> bool:
+    c = cases.case(name)
+    return c.eval_large if c.eval_large is not None else num_params(name) > cases.HUGE_PARAMS
+
+
 def _record(kind: str, res: dict) -> None:
     print(f"\n{kind}: {json.dumps(res)}")
     out = os.environ.get("PARITY_RESULTS")
@@ -46,14 +56,8 @@ def _record(kind: str, res: dict) -> None:
             f.write(json.dumps({"kind": kind, "params": num_params(res["model"]), **res}) + "\n")
 
 
-def _params(large_tier: bool):
-    marks = []
-    for name in NAMES:
-        large = is_large(name)
-        if large_tier and not large:
-            continue
-        marks.append(pytest.param(name, marks=[pytest.mark.large] if large_tier else []))
-    return marks
+def _large(select):
+    return [pytest.param(n, marks=pytest.mark.large) for n in NAMES if select(n)]
 
 
 def test_registries_agree():
@@ -73,7 +77,7 @@ def _check_eval(name: str, sizes, kind: str):
         assert err <= EVAL_TOL, f"{name} eval logits at {size}: rel err {err:.3g} > {EVAL_TOL}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if not is_eval_large(n)])
 def test_eval(name):
     """Eval logits + layer by layer (float32); large models at reduced sizes here."""
     c = cases.case(name)
@@ -81,7 +85,7 @@ def test_eval(name):
     _check_eval(name, sizes, "eval")
 
 
-@pytest.mark.parametrize("name", _params(large_tier=True))
+@pytest.mark.parametrize("name", _large(lambda n: is_large(n) or is_eval_large(n)))
 def test_eval_full_size(name):
     _check_eval(name, cases.EVAL_SIZES, "eval_full")
 
@@ -97,12 +101,12 @@ def _check_train(name: str):
         f"{name} grads rel err {res['grads']:.3g} at {res['grads_worst_key']}")
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not is_large(n)])
+@pytest.mark.parametrize("name", [n for n in NAMES if not is_train_large(n)])
 def test_train(name):
     _check_train(name)
 
 
-@pytest.mark.parametrize("name", _params(large_tier=True))
+@pytest.mark.parametrize("name", _large(is_train_large))
 def test_train_large(name):
     _check_train(name)
 

@@ -17,29 +17,23 @@ def _precision():
     set_precision()
 
 
-def _variables(sd):
-    """torch state_dict -> Flax params by hand (the converter infers shapes from 3 channels)."""
-    def leaf(v):
-        v = v.detach().numpy()
-        return v.transpose(2, 3, 1, 0) if v.ndim == 4 else v.T if v.ndim == 2 else v
-    params: dict = {}
-    for key, v in sd.items():
-        mod, name = key.split(".")
-        params.setdefault(mod, {})["kernel" if name == "weight" else "bias"] = jnp.asarray(leaf(v))
-    return {"params": params}
-
-
-def test_single_channel_matches_torch():
+def test_single_channel_converts_and_matches_torch():
     torch.manual_seed(0)
     tmodel = torchref.create_model("lenet5", in_channels=1, num_classes=26).eval()
     fmodel = flaxnets.create_model("lenet5", in_channels=1, num_classes=26)
     x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = tmodel(x).numpy()
-    got = fmodel.apply(_variables(tmodel.state_dict()),
-                       jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+    sd = tmodel.state_dict()
+    variables = flaxnets.from_torch_state_dict("lenet5", sd, in_channels=1, num_classes=26)
+    assert variables["params"]["conv1"]["kernel"].shape == (5, 5, 1, 6)
+    got = fmodel.apply(variables, jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
     assert got.shape == (4, 26)
     assert rel_err(got, ref) <= 1e-5
+    back = flaxnets.to_torch_state_dict("lenet5", variables, in_channels=1, num_classes=26)
+    assert list(back) == list(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
+    init = flaxnets.init_variables("lenet5", in_channels=1)
+    assert init["params"]["conv1"]["kernel"].shape == (5, 5, 1, 6)
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28, 3), (1, 32, 32, 1), (1, 64, 64, 3)])

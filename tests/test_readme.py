@@ -37,3 +37,10 @@ def test_top5_example(tmp_path, monkeypatch):
     fake.models = types.SimpleNamespace(regnet_x_400mf=lambda: torchref.create_model("regnet_x_400mf"))
     monkeypatch.setitem(sys.modules, "torchvision", fake)
     exec(compile(block("example:top5"), "README.md", "exec"), {})
+
+
+def test_usage_example():
+    ns: dict = {}
+    exec(compile(block("example:usage"), "README.md", "exec"), ns)
+    assert ns["y"].shape == (2, 10)
+    assert int(ns["variables"]["batch_stats"]["features"]["0"]["1"]["num_batches_tracked"]) == 1

@@ -31,7 +31,8 @@ def data_dir(tmp_path_factory):
 
 
 def run_cli(args, capsys=None) -> tuple[int, str]:
-    rc = train_main.main(list(args) + ["--no-progress"])
+    """train.main.main in-process; SGD, as these small runs were tuned for it (defaults are AdamW)."""
+    rc = train_main.main(["--optimizer", "sgd", "--weight-decay", "5e-5"] + list(args) + ["--no-progress"])
     out = capsys.readouterr() if capsys is not None else None
     return rc, (out.out + out.err) if out else ""
 

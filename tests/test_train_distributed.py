@@ -58,8 +58,8 @@ def final_state(workdir) -> dict:
 
 
 def cli(workdir, data_dir, *extra) -> list[str]:
-    return [sys.executable, "-m", "train.main", "--model", "lenet5", "--data-dir", data_dir, "--workdir",
-            str(workdir), "--no-progress", *extra]
+    return [sys.executable, "-m", "train.main", "--model", "lenet5", "--optimizer", "sgd", "--weight-decay", "5e-5",
+            "--data-dir", data_dir, "--workdir", str(workdir), "--no-progress", *extra]
 
 
 # ----------------------------------------------------------------------------- 8 devices

@@ -24,6 +24,7 @@ class TrainConfig:
     data_dir: str | None = None
     download: bool = False
     num_workers: int = 0
+    val_fraction: float = 0.1
     num_classes: int | None = None
     image_size: int | None = None
     init_from: str | None = None
@@ -38,7 +39,7 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 128
     grad_accum: int = 1
     seed: int = 0
@@ -56,7 +57,8 @@ class TrainConfig:
 
     def data_config(self) -> DataConfig:
         return DataConfig(dataset=self.dataset, data_dir=self.data_dir, image_size=self.image_size,
-                          download=self.download, num_workers=self.num_workers)
+                          download=self.download, num_workers=self.num_workers,
+                          val_fraction=self.val_fraction)
 
     def resolved_workdir(self) -> str:
         if self.workdir:
@@ -69,11 +71,13 @@ HELP = {
     "model": "registered flaxnets model name (see flaxnets.list_models())",
     "dataset": "TFDS dataset name (prepared in ArrayRecord format), 'digits32' (built locally), or folder:PATH "
                "(ImageFolder tree)",
-    "data_dir": "TFDS data directory (default: ~/.cache/flaxnets/tensorflow_datasets)",
+    "data_dir": "TFDS data directory (None: ~/.cache/flaxnets/tensorflow_datasets)",
     "download": "download and prepare the TFDS dataset if it is missing",
     "num_workers": "data loading worker processes (0: in-process threads)",
-    "num_classes": "classifier outputs (default: the dataset's number of classes)",
-    "image_size": "train/eval image size (default: the dataset's native size, 224 for ImageNet-like data)",
+    "val_fraction": "folder:PATH trees without train/ and val/ subfolders: this fraction of the images (a fixed "
+                    "random split, independent of --seed) is held out for evaluation",
+    "num_classes": "classifier outputs (None: the dataset's number of classes)",
+    "image_size": "train/eval image size (None: the dataset's native size, 224 for ImageNet-like data)",
     "init_from": "initial weights: torchvision .pth/.safetensors, or a Flax .msgpack from `python -m "
                  "flaxnets.convert`; a classifier head of another shape is re-initialised",
     "dtype": "compute dtype: float32 or bfloat16 (parameters and BatchNorm statistics stay float32)",
@@ -92,7 +96,7 @@ HELP = {
     "batch_size": "global batch size (over all devices and processes)",
     "grad_accum": "split each global batch into this many sequential micro-batches (gradient accumulation)",
     "seed": "random seed (init, data order, augmentation, dropout)",
-    "workdir": "checkpoints, TensorBoard logs and summary.json (default: runs/<model>-<dataset>); "
+    "workdir": "checkpoints, TensorBoard logs and summary.json (None: runs/<model>-<dataset>); "
                "an existing workdir resumes from its latest checkpoint",
     "keep_checkpoints": "keep this many latest checkpoints (plus the best by eval top-1)",
     "checkpoint_every": "also checkpoint every N steps (0: only at the end of each epoch)",

@@ -160,7 +160,7 @@ def _resolve_folder(cfg: DataConfig) -> _Resolved:
         splits = {"train": (files, labels), "val": _list_images(val_root, classes)}
     else:
         if not 0 < cfg.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}")
+            raise ValueError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
         perm = np.random.RandomState(0).permutation(len(files))
         n_val = max(1, round(len(files) * cfg.val_fraction))
         pick = lambda idx: ([files[i] for i in sorted(idx)], [labels[i] for i in sorted(idx)])

@@ -111,11 +111,16 @@ def input_size(model) -> int:
     return int(getattr(model, "default_input_size", 224))
 
 
+def input_shape(model) -> tuple[int, int, int, int]:
+    """A batch-1 NHWC input the model accepts (models with an `in_channels` knob use it)."""
+    s = input_size(model)
+    return (1, s, s, int(getattr(model, "in_channels", 3)))
+
+
 def variable_shapes(model) -> dict:
     """`jax.eval_shape` of `model.init`: the variables' shapes and dtypes, nothing computed."""
-    s = input_size(model)
-    x = jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32)
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), train=False))
+    shape = input_shape(model)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape, jnp.float32), train=False))
 
 
 def layout(name: str, **kwargs) -> "OrderedDict[str, Leaf]":
@@ -263,6 +268,6 @@ def init_variables(name: str, rng=None, **kwargs) -> dict:
     from flaxnets import create_model
 
     model = create_model(name, **kwargs)
-    s = input_size(model)
+    shape = input_shape(model)
     rng = jax.random.key(0) if rng is None else rng
-    return jax.jit(lambda r: model.init(r, jnp.zeros((1, s, s, 3), jnp.float32), train=False))(rng)
+    return jax.jit(lambda r: model.init(r, jnp.zeros(shape, jnp.float32), train=False))(rng)

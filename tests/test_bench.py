@@ -1,0 +1,55 @@
+"""Smoke test of `python -m flaxnets.bench`: a tiny model, batch 2, 32x32, one timed round.
+
+Checks the markdown table and the JSON fields, not the timings.
+"""
+from __future__ import annotations
+
+import json
+
+from flaxnets import bench
+
+VARIANTS = {"flax train", "flax infer", "torch train", "torch infer", "torch-cl train", "torch-cl infer"}
+ROW_FIELDS = {"model", "variant", "framework", "mode", "img_s", "img_s_min", "img_s_max", "vs_torch",
+              "step_s", "cpu_s_per_step", "compile_s", "rss_peak_growth_mb", "xla_buffers_mb",
+              "minor_faults_per_step", "flops_per_step", "gflop_s"}
+
+
+def test_bench_smoke(tmp_path, capsys):
+    md, js = tmp_path / "bench.md", tmp_path / "bench.json"
+    md.write_text("# Results\n\n<!-- bench:smoke -->\nold\n<!-- /bench:smoke -->\ntail\n")
+    bench.main(["--models", "lenet5", "--batch", "2", "--size", "32", "--repeats", "1",
+                "--out", str(md), "--tag", "smoke", "--json", str(js)])
+
+    data = json.loads(js.read_text())
+    assert data["batch"] == 2 and data["size"] == 32 and data["dtype"] == "float32"
+    assert set(data["matmul_peak_gflop_s"]) == {"flax", "torch"}
+    assert {"cpu", "cores", "jax", "torch", "XLA_FLAGS", "loadavg_start", "loadavg_end"} <= set(data["meta"])
+    rows = data["models"][0]["rows"]
+    assert {r["variant"] for r in rows} == VARIANTS
+    for r in rows:
+        assert ROW_FIELDS <= set(r), ROW_FIELDS - set(r)
+        assert r["img_s"] > 0 and len(r["step_s"]) == 1
+        if r["framework"] == "flax":
+            assert r["compile_s"] > 0 and r["flops_per_step"] > 0 and r["xla_buffers_mb"] > 0
+        assert r["vs_torch"] > 0
+    assert next(r for r in rows if r["variant"] == "torch train")["vs_torch"] == 1.0
+
+    text = md.read_text()
+    assert text.startswith("# Results\n\n<!-- bench:smoke -->\n`python -m flaxnets.bench --models lenet5")
+    assert text.endswith("<!-- /bench:smoke -->\ntail\n") and "old" not in text
+    assert "| lenet5 | flax train |" in text and "| lenet5 | torch-cl infer |" in text
+    assert "| lenet5 | flax train |" in capsys.readouterr().out
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(VARIANTS) and len({line.count("|") for line in table}) == 1, table
+
+
+def test_conv_bench_smoke(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "CONV_SHAPES", [("grouped", 2, 8, 32, 32, 3, 1, 2),
+                                               ("depthwise", 2, 9, 8, 8, 3, 2, 8)])
+    md = tmp_path / "convs.md"
+    results = bench.main(["--convs", "--repeats", "1", "--out", str(md), "--tag", "convs"])
+    assert {(r["shape"], r["impl"], r["mode"]) for r in results["convs"]} == {
+        (s, i, m) for s in ("grouped", "depthwise") for i in ("plain", "fast") for m in ("fwd", "fwd+bwd")}
+    assert all(r["gflop_s"] > 0 for r in results["convs"])
+    table = [line for line in md.read_text().splitlines() if line.startswith("|")]
+    assert any(line.startswith("| depthwise |") for line in table) and len({line.count("|") for line in table}) == 1
