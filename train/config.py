@@ -2,7 +2,8 @@
 
 Every field is a CLI option (`--snake-case` spelled with dashes); `HELP` documents each one.
 Defaults train `regnet_x_400mf` on the bundled digits32 dataset to >= 95% test top-1 in a few
-minutes on a small CPU. They are AdamW's: with SGD (torch semantics) RegNet diverges on this
+minutes on a small CPU (measured: 96.6-98.0% over seeds 0-3 in ~75 s on 2 cores; 15 epochs
+gave 94.9-97.0%, too close to the bar). They are AdamW's: with SGD (torch semantics) RegNet diverges on this
 data at lr >= 0.05 (batch 128) and learns slowly below; pass e.g. `--optimizer sgd --lr 0.01
 --weight-decay 5e-5` for an SGD run.
 """
@@ -39,7 +40,7 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
-    epochs: int = 15
+    epochs: int = 25
     batch_size: int = 128
     grad_accum: int = 1
     seed: int = 0
