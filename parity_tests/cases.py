@@ -37,7 +37,9 @@ class Case:
 # Family overrides (one block per family).
 OVERRIDES: dict[str, Case] = {
     # regnet
-    "regnet_y_128gf": Case(train_size=(32, 32)),
+    # regnet_y_128gf trains at the default 64x64, not 32x32: there block4 sees 1x1 maps, train-mode
+    # BN normalises 2 values per channel, and float64 gradients lose digits to that conditioning
+    # (2.5e-9 measured at 32x32, 2.1e-12 at 64x64).
     # resnet
     # Deepest variants: float64 train check in the large tier (resnet50 / resnext50_32x4d
     # exercise the same blocks by default).

@@ -91,6 +91,16 @@ def test_eval_full_size(name):
 
 
 def _available_memory() -> int | None:
+    """MemAvailable after returning this process's free heap to the OS (an earlier test's
+    peak otherwise stays in glibc's heap, out of MemAvailable)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/meminfo") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
@@ -100,8 +110,8 @@ def _available_memory() -> int | None:
 
 def _check_train(name: str, skip_if_short_of_memory: bool = False):
     c = cases.case(name)
-    # float64 on both sides: torch params + grads, Flax params + grads, converted grads.
-    need, avail = 5 * 8 * num_params(name), _available_memory()
+    # float64, at most ~4 model-sized copies at once (regnet_y_128gf: 20.0 GB peak RSS).
+    need, avail = 4 * 8 * num_params(name), _available_memory()
     if skip_if_short_of_memory and avail is not None and need > avail:
         pytest.skip(f"{name}: float64 train parity needs ~{need / 2**30:.0f} GiB, "
                     f"{avail / 2**30:.0f} GiB available")
