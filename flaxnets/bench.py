@@ -48,7 +48,6 @@ from typing import Callable
 import flaxnets  # first: applies flaxnets' XLA:CPU flags before jax starts its backend
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 
@@ -482,7 +481,7 @@ def main(argv=None) -> dict:
         meta["loadavg_end"] = os.getloadavg()
         return _emit(results, conv_markdown(results), args)
     peak = matmul_peak(args.dtype)
-    log(f"matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
+    log("matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     results = {
         "command": command,
         "batch": args.batch, "size": args.size, "dtype": args.dtype, "repeats": args.repeats,

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import flaxnets
-
 EVAL_SIZES = ((224, 224), (199, 227))
 SMALL_EVAL_SIZES = ((96, 96), (67, 81))
 TRAIN_SIZE = (64, 64)
