@@ -15,13 +15,21 @@ of each variant per round, `--repeats` rounds):
   this process may run on (XLA:CPU does the same).
 
 ``--dtype bfloat16``: bf16 compute with fp32 parameters and BatchNorm statistics (Flax: the
-models' ``dtype`` knob; torch: ``torch.autocast("cpu", torch.bfloat16)``).
+models' ``dtype`` knob; torch: ``torch.autocast(device, torch.bfloat16)``, i.e. AMP in bf16).
+
+On a GPU (jax's default backend is ``gpu`` and torch sees CUDA) both frameworks run there:
+torch with ``cudnn.benchmark`` on (XLA autotunes its convolutions too), every step ends with a
+device synchronisation, jax is limited to ``XLA_PYTHON_CLIENT_MEM_FRACTION=0.45`` of the
+device (unless set) so torch has room in the same process, and the table reports device
+memory (torch: ``max_memory_allocated`` during a step; Flax: XLA's buffer assignment) instead
+of host RSS and page faults, plus the ratio to torch channels_last.
 
 Reported per variant: median img/s with min/max, ratio to torch eager NCHW, jit compile time
 (lower + compile), peak RSS growth during a step (sampled every 2 ms), minor page faults per
 step, achieved GFLOP/s and its fraction of the matmul peak measured in the same run (same
 framework, same dtype). FLOPs per step come from XLA's cost analysis of the compiled Flax
-step (or forward) and are used for both frameworks. Progress goes to stderr.
+step (or forward), traced with plain convolutions before optimisation, and are used for both
+frameworks. Progress goes to stderr.
 
 ``--convs`` instead times `flaxnets.conv_ops.conv2d` on the models' typical grouped, depthwise
 and dense shapes (batch 32), ``plain`` (XLA's own convolution) against ``fast`` (the CPU fast
@@ -46,6 +54,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import flaxnets  # first: applies flaxnets' XLA:CPU flags before jax starts its backend
+
+# On a GPU jax would otherwise preallocate 75% of the device, leaving torch little room.
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
 import jax
 import jax.numpy as jnp
 import optax
@@ -104,6 +115,7 @@ class Variant:
     cpu: list = field(default_factory=list)
     rss: list = field(default_factory=list)
     faults: list = field(default_factory=list)
+    dev_mem: list = field(default_factory=list)  # torch on CUDA: peak bytes allocated per step
 
 
 def _logits(out):
@@ -117,6 +129,18 @@ def _flops(compiled) -> float | None:
     if isinstance(ca, (list, tuple)):
         ca = ca[0] if ca else {}
     return float(ca["flops"]) if ca and "flops" in ca else None
+
+
+def _plain_flops(fn, *args) -> float | None:
+    """FLOPs of `fn` from XLA's cost analysis of its unoptimised HLO with plain convolutions.
+
+    Not the compiled executable's: on GPU the convolutions become cuDNN custom calls, which
+    XLA does not count, and on CPU the grouped fast path is a loop whose body counts once.
+    """
+    from flaxnets import conv_ops
+
+    with conv_ops.use_impl("plain"):  # a fresh function: jax must not reuse a cached trace
+        return _flops(jax.jit(lambda *a: fn(*a)).lower(*args))
 
 
 def _xla_bytes(compiled) -> int | None:
@@ -161,7 +185,7 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
         t0 = time.perf_counter()
         compiled = jax.jit(train_step, donate_argnums=0).lower(state[0], x, y, key).compile()
         v = Variant("flax train", "flax", "train", None, time.perf_counter() - t0,
-                    _flops(compiled), _xla_bytes(compiled))
+                    _plain_flops(train_step, state[0], x, y, key), _xla_bytes(compiled))
 
         def run_train():
             state[0], loss = compiled(state[0], x, y, key)
@@ -174,24 +198,33 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
         # Copies: the train variant donates (and so deletes) the originals.
         ev = jax.tree.map(jnp.copy, {"params": params, "batch_stats": stats} if stats else {"params": params})
         t0 = time.perf_counter()
-        compiled_i = jax.jit(lambda v, x: _logits(model.apply(v, x, train=False))).lower(ev, x).compile()
+        infer_fn = lambda v, x: _logits(model.apply(v, x, train=False))  # noqa: E731
+        compiled_i = jax.jit(infer_fn).lower(ev, x).compile()
         vi = Variant("flax infer", "flax", "infer", None, time.perf_counter() - t0,
-                     _flops(compiled_i), _xla_bytes(compiled_i))
+                     _plain_flops(infer_fn, ev, x), _xla_bytes(compiled_i))
         vi.step = lambda: jax.block_until_ready(compiled_i(ev, x))
         out.append(vi)
     return out, classes
 
 
+def torch_device() -> str:
+    """"cuda" when jax runs on a GPU and torch sees one too, else "cpu"."""
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def torch_variants(name, batch, size, dtype, classes, channels_last=True, compile_=False,
-                   train=True, infer=True) -> list[Variant]:
+                   train=True, infer=True, device="cpu") -> list[Variant]:
     import torch
     import torch.nn.functional as F
     import torchref
 
     torch.manual_seed(0)
-    base = torchref.create_model(name)
-    x0 = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, classes, (batch,))
+    base = torchref.create_model(name).to(device)
+    x0 = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     bf16 = dtype == "bfloat16"
     layouts = [("", torch.contiguous_format)]
     if channels_last:
@@ -208,10 +241,11 @@ def torch_variants(name, batch, size, dtype, classes, channels_last=True, compil
 
                 def run_train(m=m, opt=opt, fwd=fwd, x=x):
                     opt.zero_grad(set_to_none=True)
-                    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                    with torch.autocast(device, torch.bfloat16, enabled=bf16):
                         loss = F.cross_entropy(_logits(fwd(x)).float(), y)
                     loss.backward()
                     opt.step()
+                    sync()
 
                 out.append(Variant(f"{kind}{suffix} train", kind + suffix, "train", run_train))
             if infer:
@@ -219,14 +253,15 @@ def torch_variants(name, batch, size, dtype, classes, channels_last=True, compil
                 fwd = torch.compile(m) if comp else m
 
                 def run_infer(fwd=fwd, x=x):
-                    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                    with torch.inference_mode(), torch.autocast(device, torch.bfloat16, enabled=bf16):
                         _logits(fwd(x))
+                    sync()
 
                 out.append(Variant(f"{kind}{suffix} infer", kind + suffix, "infer", run_infer))
     return out
 
 
-def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> dict[str, float]:
+def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """GFLOP/s of an n x n x n matmul (bf16: fp32 accumulation) in jax and torch."""
     import torch
 
@@ -234,8 +269,13 @@ def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> dict[str, float]
     td = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     a = jax.random.normal(jax.random.key(1), (n, n), jd)
     mm = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-    ta = torch.randn(n, n).to(td)
-    fns = {"flax": lambda: mm(a, a).block_until_ready(), "torch": lambda: torch.mm(ta, ta)}
+    ta = torch.randn(n, n, device=device).to(td)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    # torch's float32 convolutions on CUDA run in TF32 by default (cudnn.allow_tf32), as XLA's
+    # do; measure its matmul peak in the same precision.
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = device == "cuda" and torch.backends.cudnn.allow_tf32
+    fns = {"flax": lambda: mm(a, a).block_until_ready(), "torch": lambda: (torch.mm(ta, ta), sync())}
     times = {k: [] for k in fns}
     for f in fns.values():
         f()
@@ -244,10 +284,15 @@ def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> dict[str, float]
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     return {k: 2 * n**3 / statistics.median(v) / 1e9 for k, v in times.items()}
 
 
-def _time_variant(v: Variant) -> None:
+def _time_variant(v: Variant, device: str = "cpu") -> None:
+    if device == "cuda" and v.framework != "flax":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     with _PeakRss() as rss:
         t0 = time.perf_counter()
@@ -258,6 +303,8 @@ def _time_variant(v: Variant) -> None:
     v.cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
     v.rss.append(rss.growth)
     v.faults.append(r1.ru_minflt - r0.ru_minflt)
+    if device == "cuda" and v.framework != "flax":
+        v.dev_mem.append(torch.cuda.max_memory_allocated())
 
 
 def bench_model(name: str, args) -> dict:
@@ -270,7 +317,8 @@ def bench_model(name: str, args) -> dict:
         variants += torch_variants(name, args.batch, args.size, args.dtype, classes,
                                    channels_last=not args.no_channels_last,
                                    compile_=args.torch_compile,
-                                   train=not args.infer_only, infer=not args.train_only)
+                                   train=not args.infer_only, infer=not args.train_only,
+                                   device=args.device)
     flops = {v.mode: v.flops for v in variants if v.framework == "flax"}
     for r in range(args.warmup):
         for v in variants:
@@ -279,12 +327,13 @@ def bench_model(name: str, args) -> dict:
             log(f"{name}: warm-up {r + 1}/{args.warmup} {v.name}: {time.perf_counter() - t0:.2f} s")
     for r in range(args.repeats):
         for v in variants:
-            _time_variant(v)
+            _time_variant(v, args.device)
         log(f"{name}: round {r + 1}/{args.repeats}: "
             + ", ".join(f"{v.name} {v.times[-1]:.2f} s" for v in variants))
     rows = []
     log(f"{name}: load average {os.getloadavg()[0]:.1f}")
     base = {v.mode: statistics.median(v.times) for v in variants if v.framework == "torch"}
+    base_cl = {v.mode: statistics.median(v.times) for v in variants if v.framework == "torch-cl"}
     for v in variants:
         med = statistics.median(v.times)
         f = flops.get(v.mode)
@@ -293,11 +342,14 @@ def bench_model(name: str, args) -> dict:
             "img_s": args.batch / med, "img_s_min": args.batch / max(v.times),
             "img_s_max": args.batch / min(v.times),
             "vs_torch": (base[v.mode] / med) if v.mode in base else None,
+            "vs_torch_cl": (base_cl[v.mode] / med) if v.mode in base_cl else None,
             "step_s": v.times, "cpu_s_per_step": statistics.median(v.cpu),
             "compile_s": v.compile_s,
             "rss_peak_growth_mb": max(v.rss) / 2**20,
             "xla_buffers_mb": v.xla_bytes / 2**20 if v.xla_bytes is not None else None,
             "minor_faults_per_step": statistics.median(v.faults),
+            "device_mem_mb": (max(v.dev_mem) / 2**20 if v.dev_mem
+                              else v.xla_bytes / 2**20 if args.device == "cuda" and v.xla_bytes else None),
             "flops_per_step": f, "gflop_s": f / med / 1e9 if f else None,
         })
     return {"model": name, "rows": rows, "loadavg_end": os.getloadavg()}
@@ -373,7 +425,7 @@ def conv_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine_info() -> dict:
+def machine_info(device: str = "cpu") -> dict:
     import torch
 
     cpu = platform.processor()
@@ -393,6 +445,9 @@ def machine_info() -> dict:
         "flaxnets_runtime_settings": list(flaxnets._xla_flags.APPLIED),
         "FLAXNETS_CONV_IMPL": os.environ.get("FLAXNETS_CONV_IMPL", "auto"),
         "loadavg_start": os.getloadavg(),
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "jax_devices": [str(d) for d in jax.devices()],
     }
 
 
@@ -402,33 +457,47 @@ def _fmt(v, spec, none="–"):
 
 def markdown(results: dict) -> str:
     meta, peak = results["meta"], results["matmul_peak_gflop_s"]
+    gpu = meta.get("device") == "cuda"
+    where = (f"{meta['gpu']} (host: {meta['cpu']}, {meta['cores']} cores)" if gpu
+             else f"{meta['cpu']}, {meta['cores']} cores")
     lines = [
         f"`{results['command']}`",
         "",
-        f"{meta['cpu']}, {meta['cores']} cores; jax {meta['jax']}, flax {meta['flax']}, "
+        f"{where}; jax {meta['jax']}, flax {meta['flax']}, "
         f"optax {meta['optax']}, torch {meta['torch']} ({meta['torch_threads']} threads); "
         f"batch {results['batch']}, {results['size']}², {results['dtype']}, "
         f"{results['repeats']} timed rounds after {results['warmup']} warm-up. "
         f"Load average (1 min) {meta['loadavg_start'][0]:.1f} at start, "
         f"{meta['loadavg_end'][0]:.1f} at end. XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`; "
         f"malloc tuning {'on' if any('mallopt' in a for a in meta['flaxnets_runtime_settings']) else 'off'}. "
-        f"Matmul peak ({results['dtype']}, 2048³): jax {peak['flax']:.0f}, "
+        f"Matmul peak ({results['dtype']}, {results.get('matmul_n', 2048)}³): jax {peak['flax']:.0f}, "
         f"torch {peak['torch']:.0f} GFLOP/s.",
         "",
-        "| model | variant | img/s median [min, max] | vs torch | CPU s/step | compile s "
-        "| RSS peak +MB | XLA buffers MB | faults/step | GFLOP/s | % peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if gpu:
+        lines += ["| model | variant | img/s median [min, max] | vs torch | vs torch-cl | compile s "
+                  "| device MB | GFLOP/s | % peak |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines += ["| model | variant | img/s median [min, max] | vs torch | CPU s/step | compile s "
+                  "| RSS peak +MB | XLA buffers MB | faults/step | GFLOP/s | % peak |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results["models"]:
+        if res.get("error"):
+            lines.append(f"| {res['model']} | failed: {res['error'][:120]} |")
         for r in res["rows"]:
             fw = "torch" if r["framework"].startswith("torch") else "flax"
             pct = r["gflop_s"] / peak[fw] * 100 if r["gflop_s"] else None
-            lines.append(
-                f"| {r['model']} | {r['variant']} | {r['img_s']:.2f} [{r['img_s_min']:.2f}, "
-                f"{r['img_s_max']:.2f}] | {_fmt(r['vs_torch'], '.2f')}× | "
-                f"{r['cpu_s_per_step']:.2f} | {_fmt(r['compile_s'], '.1f')} | {r['rss_peak_growth_mb']:.0f} | "
-                f"{_fmt(r['xla_buffers_mb'], '.0f')} | {r['minor_faults_per_step']:.0f} | "
-                f"{_fmt(r['gflop_s'], '.1f')} | {_fmt(pct, '.0f')} |")
+            head = (f"| {r['model']} | {r['variant']} | {r['img_s']:.2f} [{r['img_s_min']:.2f}, "
+                    f"{r['img_s_max']:.2f}] | {_fmt(r['vs_torch'], '.2f')}× | ")
+            tail = f"{_fmt(r['gflop_s'], '.1f')} | {_fmt(pct, '.0f')} |"
+            if gpu:
+                lines.append(head + f"{_fmt(r.get('vs_torch_cl'), '.2f')}× | {_fmt(r['compile_s'], '.1f')} | "
+                             f"{_fmt(r.get('device_mem_mb'), '.0f')} | " + tail)
+            else:
+                lines.append(head + f"{r['cpu_s_per_step']:.2f} | {_fmt(r['compile_s'], '.1f')} | "
+                             f"{r['rss_peak_growth_mb']:.0f} | {_fmt(r['xla_buffers_mb'], '.0f')} | "
+                             f"{r['minor_faults_per_step']:.0f} | " + tail)
     return "\n".join(lines) + "\n"
 
 
@@ -471,7 +540,10 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(cpu_count())
-    meta = machine_info()
+    args.device = torch_device()
+    if args.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    meta = machine_info(args.device)
     log(f"{meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_start'][0]:.1f}; "
         f"XLA_FLAGS={meta['XLA_FLAGS']!r}")
     command = "python -m flaxnets.bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -480,16 +552,27 @@ def main(argv=None) -> dict:
                    "convs": conv_bench(args.repeats)}
         meta["loadavg_end"] = os.getloadavg()
         return _emit(results, conv_markdown(results), args)
-    peak = matmul_peak(args.dtype)
+    matmul_n = 8192 if args.device == "cuda" else 2048
+    peak = matmul_peak(args.dtype, matmul_n, device=args.device)
     log("matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     results = {
         "command": command,
         "batch": args.batch, "size": args.size, "dtype": args.dtype, "repeats": args.repeats,
-        "warmup": args.warmup, "meta": meta, "matmul_peak_gflop_s": peak, "models": [],
+        "warmup": args.warmup, "meta": meta, "matmul_peak_gflop_s": peak, "matmul_n": matmul_n,
+        "models": [],
     }
     for name in [m for m in args.models.split(",") if m]:
-        results["models"].append(bench_model(name, args))
+        try:
+            results["models"].append(bench_model(name, args))
+        except Exception as e:  # one model failing (e.g. out of memory) must not lose the others
+            if len(args.models.split(",")) == 1:
+                raise
+            log(f"{name}: FAILED: {type(e).__name__}: {str(e)[:500]}")
+            results["models"].append({"model": name, "rows": [], "error": f"{type(e).__name__}: {str(e)[:500]}"})
         jax.clear_caches()
+        if args.json:  # partial results survive a later crash or timeout
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
     meta["loadavg_end"] = os.getloadavg()
     return _emit(results, markdown(results), args)
 

@@ -23,12 +23,15 @@ Measured GFLOP/s: docs/benchmarks.md (`python -m flaxnets.bench --convs`).
 
 `FLAXNETS_CONV_IMPL` selects the implementation: ``auto`` (default: the fast paths on CPU,
 XLA's own grouped convolution elsewhere), ``plain`` (always `lax.conv_general_dilated`), or
-``fast`` (the fast paths on every backend). `conv2d(..., impl=...)` overrides it per call.
+``fast`` (the fast paths on every backend). `conv2d(..., impl=...)` overrides it per call, and
+``with use_impl("plain"):`` for everything traced inside the block (this thread).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +49,30 @@ def _pair(v) -> tuple[int, int]:
     return (int(a), int(b))
 
 
+_override = threading.local()
+
+
+@contextlib.contextmanager
+def use_impl(impl: str):
+    """Trace every `conv2d` inside the block with `impl` (beats FLAXNETS_CONV_IMPL; this thread).
+
+    Applies to tracing: a function object jax has already traced and cached keeps its trace,
+    so trace a fresh function (e.g. a new lambda) inside the block.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"conv impl {impl!r}: expected one of {', '.join(IMPLS)}")
+    old = getattr(_override, "impl", None)
+    _override.impl = impl
+    try:
+        yield
+    finally:
+        _override.impl = old
+
+
 def conv_impl() -> str:
+    impl = getattr(_override, "impl", None)
+    if impl is not None:
+        return impl
     impl = os.environ.get("FLAXNETS_CONV_IMPL", "auto")
     if impl not in IMPLS:
         raise ValueError(f"FLAXNETS_CONV_IMPL={impl!r}: expected one of {', '.join(IMPLS)}")
@@ -96,6 +122,68 @@ def _conv_kernel_grad(xt, gt, kernel_hw, in_hw, stride, padding, dilation, preci
         pads.append((lo, s * (o - 1) + 1 + d * (k - 1) - size - lo))
     return lax.conv_general_dilated(xt, gt, dilation, pads, rhs_dilation=stride,
                                     dimension_numbers=_DIMS, precision=precision)
+
+
+# ----------------------------------------------------------------------------- dense
+def _strided_1x1_input_grad(g, w, in_hw, stride, padding, precision):
+    """Input gradient of a 1x1 conv: a 1x1 conv at the output's resolution, spread out by
+    interior padding (instead of XLA's lhs-dilated convolution over mostly zeros)."""
+    d = lax.conv_general_dilated(g, jnp.swapaxes(w, 2, 3), (1, 1), ((0, 0), (0, 0)),
+                                 dimension_numbers=_DIMS, precision=precision)
+    cfg = [(0, 0, 0)]
+    for size, s, (lo, _), o in zip(in_hw, stride, padding, g.shape[1:3]):
+        cfg.append((-lo, size + lo - s * (o - 1) - 1, s - 1))
+    return lax.pad(d, jnp.array(0, d.dtype), cfg + [(0, 0, 0)])
+
+
+def _dense_input_grad(g, w, in_hw, stride, padding, dilation, precision):
+    if w.shape[:2] == (1, 1) and stride != (1, 1):
+        return _strided_1x1_input_grad(g, w, in_hw, stride, padding, precision)
+    return _conv_input_grad(g, w, in_hw, stride, padding, dilation, precision)
+
+
+def _dense_kernel_grad(x, g, kernel_hw, stride, padding, dilation, precision):
+    """(kh, kw, Cin, Cout) kernel gradient.
+
+    1x1: one matmul contracting the (batch, space) rows of x and g, which XLA's Eigen matmul
+    reads in place (via a convolution, XLA transposes x first and fuses x's elementwise
+    producers, BatchNorm and residual adds, into that transposing copy: resnet50's train step
+    spent 59% of its time there). Larger kernels: `_conv_kernel_grad` on transposed x and g (one
+    matmul per tap instead was 1.4-5x slower).
+    """
+    if kernel_hw == (1, 1):
+        xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+        (_, _, xs), = _taps(xp, (1, 1), stride, dilation, g.shape[1:3])
+        dw = lax.dot_general(xs.reshape(-1, x.shape[3]), g.reshape(-1, g.shape[3]),
+                             (((0,), (0,)), ((), ())), precision=precision)
+        return dw.reshape(1, 1, *dw.shape)
+    dw = _conv_kernel_grad(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)),
+                           kernel_hw, x.shape[1:3], stride, padding, dilation, precision)
+    return jnp.transpose(dw, (1, 2, 0, 3))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _dense(x, w, stride, padding, dilation, precision):
+    return plain_conv2d(x, w, stride, padding, dilation, 1, precision)
+
+
+def _dense_fwd(x, w, stride, padding, dilation, precision):
+    return _dense(x, w, stride, padding, dilation, precision), (x, w)
+
+
+def _dense_bwd(stride, padding, dilation, precision, res, g):
+    x, w = res
+    dx = _dense_input_grad(g, w, x.shape[1:3], stride, padding, dilation, precision)
+    return dx, _dense_kernel_grad(x, g, w.shape[:2], stride, padding, dilation, precision)
+
+
+_dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def dense_conv2d(x, w, stride, padding, dilation, precision=None):
+    """Dense convolution: XLA's forward; custom VJP (1x1 kernel gradients as matmuls, strided
+    1x1 input gradients without lhs dilation)."""
+    return _dense(x, w, stride, padding, dilation, precision)
 
 
 # ----------------------------------------------------------------------------- grouped
@@ -160,7 +248,7 @@ def grouped_conv2d(x, w, stride, padding, dilation, groups, precision=None):
         w = wb.reshape(kh, kw, s * cin_g, cout)
         groups //= s
     if groups == 1:
-        return plain_conv2d(x, w, stride, padding, dilation, 1, precision)
+        return dense_conv2d(x, w, stride, padding, dilation, precision)
     return _grouped(x, w, stride, padding, dilation, groups, precision)
 
 
@@ -264,7 +352,9 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1,
     if w.shape[2] * groups != cin or w.shape[3] % groups:
         raise ValueError(
             f"conv2d: input has {cin} channels, kernel {tuple(w.shape)} with groups={groups}")
-    if groups > 1 and _use_fast_paths(impl or conv_impl()):
+    if _use_fast_paths(impl or conv_impl()):
+        if groups == 1:
+            return dense_conv2d(x, w, stride, padding, dilation, precision)
         if w.shape[2] == 1:
             return depthwise_conv2d(x, w, stride, padding, dilation)
         return grouped_conv2d(x, w, stride, padding, dilation, groups, precision)

@@ -15,6 +15,7 @@ Every layer computes in the dtype of its inputs and parameters unless `dtype` is
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -133,6 +134,49 @@ class Linear(nn.Module):
         return y if bias is None else y + bias
 
 
+def _bn_stats(x, stat_dtype):
+    xs = x.astype(stat_dtype)
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(xs, axes)
+    return xs, mean, jnp.mean(jnp.square(xs - mean), axes)
+
+
+def _bn_normalize(xs, mean, var, scale, bias, eps):
+    mul = lax.rsqrt(var + eps) * scale.astype(xs.dtype)
+    return (xs - mean) * mul + bias.astype(xs.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _bn_train(x, scale, bias, eps, stat_dtype):
+    """Train-mode batch norm: (normalised x in stat_dtype, batch mean, biased batch variance)."""
+    xs, mean, var = _bn_stats(x, stat_dtype)
+    return _bn_normalize(xs, mean, var, scale, bias, eps), mean, var
+
+
+def _bn_train_fwd(x, scale, bias, eps, stat_dtype):
+    xs, mean, var = _bn_stats(x, stat_dtype)
+    return (_bn_normalize(xs, mean, var, scale, bias, eps), mean, var), (x, scale, bias, mean, var)
+
+
+def _bn_train_bwd(eps, stat_dtype, res, cts):
+    # torch's native_batch_norm_backward formula, two reductions and one elementwise pass
+    # (autodiff through mean and variance makes XLA:CPU take ~1.4x longer).
+    x, scale, bias, mean, var = res
+    gy, gmean, gvar = cts
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    inv = lax.rsqrt(var + eps)
+    xc = x.astype(stat_dtype) - mean
+    gy = gy.astype(stat_dtype)
+    gsum, gxhat = gy.sum(axes), (gy * xc).sum(axes) * inv
+    k = scale.astype(stat_dtype) * inv / n
+    dx = k * (n * gy - gsum - xc * (inv * gxhat)) + gmean / n + gvar * (2 / n) * xc
+    return dx.astype(x.dtype), gxhat.astype(scale.dtype), gsum.astype(bias.dtype)
+
+
+_bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
 class BatchNorm2d(nn.Module):
     """torch.nn.BatchNorm2d over the last axis.
 
@@ -160,10 +204,7 @@ class BatchNorm2d(nn.Module):
         # Statistics in at least float32 (float64 stays float64).
         stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
         if train:
-            xs = x.astype(stat_dtype)
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(xs, axes)
-            var = jnp.mean(jnp.square(xs - mean), axes)
+            y, mean, var = _bn_train(x, scale, bias, self.eps, stat_dtype)
             if not self.is_initializing():
                 n = x.size // c
                 m = self.momentum
@@ -172,10 +213,8 @@ class BatchNorm2d(nn.Module):
                 ra_var.value = ((1 - m) * ra_var.value + m * unbiased).astype(ra_var.value.dtype)
                 count.value = count.value + 1
         else:
-            mean = ra_mean.value.astype(stat_dtype)
-            var = ra_var.value.astype(stat_dtype)
-        mul = lax.rsqrt(var + self.eps) * scale.astype(stat_dtype)
-        y = (x.astype(stat_dtype) - mean) * mul + bias.astype(stat_dtype)
+            y = _bn_normalize(x.astype(stat_dtype), ra_mean.value.astype(stat_dtype),
+                              ra_var.value.astype(stat_dtype), scale, bias, self.eps)
         return y.astype(out_dtype)
 
 

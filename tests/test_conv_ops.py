@@ -25,6 +25,13 @@ TOL = {"float32": 1e-5, "float64": 1e-12}
 CASES = [
     ("dense3x3", 2, 9, 7, 5, 6, (3, 3), 1, 1, ((1, 1), (1, 1)), 1),
     ("dense1x1s2", 2, 9, 8, 8, 4, (1, 1), 2, 1, ((0, 0), (0, 0)), 1),
+    ("dense1x1", 2, 6, 5, 16, 8, (1, 1), 1, 1, ((0, 0), (0, 0)), 1),
+    ("dense1x1s2_pad_asym", 2, 9, 10, 8, 4, (1, 1), 2, 1, ((1, 0), (0, 1)), 1),
+    ("dense1x1s3_odd", 1, 10, 11, 8, 8, (1, 1), 3, 1, ((0, 0), (0, 0)), 1),
+    ("dense3x3s2_asym", 2, 11, 8, 6, 5, (3, 3), 2, 1, ((1, 2), (0, 1)), 1),
+    ("dense3x3_dil2", 2, 9, 10, 4, 6, (3, 3), 1, 2, ((2, 2), (2, 2)), 1),
+    ("dense7x7s2_stem", 2, 15, 13, 3, 8, (7, 7), 2, 1, ((3, 3), (3, 3)), 1),
+    ("dense1x3", 2, 7, 9, 5, 4, (1, 3), 1, 1, ((0, 0), (1, 1)), 1),
     ("grouped_s1", 2, 9, 11, 32, 48, (3, 3), 1, 1, ((1, 1), (1, 1)), 2),
     ("grouped_s2_asym", 2, 11, 9, 48, 48, (3, 3), 2, 1, ((1, 2), (0, 1)), 3),
     ("grouped_dil2", 1, 10, 9, 32, 32, (3, 3), 1, 2, ((2, 2), (2, 2)), 2),
@@ -94,7 +101,7 @@ def test_auto_routes_to_fast_paths_on_cpu(groups, cin, cout, kind):
     conv = lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, groups)  # noqa: E731
     fwd = str(jax.make_jaxpr(conv)(x, w))
     # "merged": groups narrower than MIN_GROUP_WIDTH all fit one block-diagonal dense conv.
-    assert ("custom_vjp_call" in fwd) == (kind in ("grouped", "depthwise"))
+    assert "custom_vjp_call" in fwd  # dense and merged too: the dense custom VJP
     # Neither XLA's grouped convolution nor its dense-with-mask kernel gradient may appear.
     grad = str(jax.make_jaxpr(jax.grad(lambda x, w: conv(x, w).sum(), argnums=(0, 1)))(x, w))
     counts = re.findall(r"(?:feature|batch)_group_count=(\d+)", fwd + grad)
@@ -119,3 +126,20 @@ def test_conv_impl_env_validation(monkeypatch):
         conv_ops.conv2d(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 1, 4)), groups=4)
     with pytest.raises(ValueError, match="groups"):
         conv_ops.conv2d(jnp.ones((1, 4, 4, 6)), jnp.ones((3, 3, 4, 4)), groups=2, impl="plain")
+
+
+def test_use_impl_overrides_env_and_restores(monkeypatch):
+    monkeypatch.setenv("FLAXNETS_CONV_IMPL", "fast")
+    x, w = jnp.ones((1, 8, 8, 64)), jnp.ones((3, 3, 16, 64))
+
+    def jaxpr():  # a fresh function each time: jax caches traces per function object
+        return str(jax.make_jaxpr(lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, 4))(x, w))
+
+    assert "custom_vjp_call" in jaxpr()
+    with conv_ops.use_impl("plain"):
+        assert conv_ops.conv_impl() == "plain"
+        assert "feature_group_count=4" in jaxpr()
+    assert conv_ops.conv_impl() == "fast"
+    with pytest.raises(ValueError, match="bogus"):
+        with conv_ops.use_impl("bogus"):
+            pass

@@ -9,7 +9,6 @@ options (see train/config.py).
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import json
 import os
@@ -24,6 +23,7 @@ from flax import serialization, traverse_util
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import flaxnets
+from flaxnets import conv_ops
 from train import checkpoint, data, optim, steps
 from train.config import TrainConfig, parse_args
 from train.logging import Logger
@@ -40,21 +40,6 @@ def init_distributed(cfg: TrainConfig) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id,
                                initialization_timeout=120)
-
-
-@contextlib.contextmanager
-def _plain_convs():
-    # Init runs the forward pass only for shapes: XLA's own grouped convolution compiles much
-    # faster than conv_ops' CPU fast path and gives the same variables.
-    old = os.environ.get("FLAXNETS_CONV_IMPL")
-    os.environ["FLAXNETS_CONV_IMPL"] = "plain"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["FLAXNETS_CONV_IMPL"]
-        else:
-            os.environ["FLAXNETS_CONV_IMPL"] = old
 
 
 # ----------------------------------------------------------------------------- initial weights
@@ -180,7 +165,7 @@ def run(cfg: TrainConfig) -> dict:
     x0 = jnp.zeros((1, size, size, 3), jnp.float32)
 
     def init_fn(key):
-        with _plain_convs():
+        with conv_ops.use_impl("plain"):
             return model.init(key, x0, train=False)
 
     total = cfg.epochs * spe
