@@ -17,9 +17,15 @@ their kernel gradient becomes a dense C x C convolution plus a mask. So on CPU:
   is the same kind of loop over the stride-dilated gradient, the kernel gradient sums batch
   rows inside the fused loop before reducing.
 
-Dense convolutions (groups == 1) use `lax.conv_general_dilated` (1x1 convolutions as matmuls
-were no faster). Sub-float32 inputs are accumulated in float32 on the depthwise path.
-Measured GFLOP/s: docs/benchmarks.md (`python -m flaxnets.bench --convs`).
+- dense (groups == 1, also merged super-groups): XLA's forward convolution with a custom VJP.
+  XLA computes a kernel gradient as a convolution over the transposed input and fuses the
+  input's elementwise producers (BatchNorm, residual adds) into that transposing copy, which
+  then dominated resnet50's train step; a 1x1 kernel gradient is instead one matmul that
+  contracts the (batch, space) rows in place, and a strided 1x1 input gradient a 1x1
+  convolution spread out by interior padding (no lhs-dilated convolution over zeros).
+
+Sub-float32 inputs are accumulated in float32 on the depthwise path. Measured GFLOP/s and the
+profile: docs/benchmarks.md (`python -m flaxnets.bench --convs`).
 
 `FLAXNETS_CONV_IMPL` selects the implementation: ``auto`` (default: the fast paths on CPU,
 XLA's own grouped convolution elsewhere), ``plain`` (always `lax.conv_general_dilated`), or
