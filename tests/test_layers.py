@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaxnets import layers
+from flaxnets import conv_ops, layers
 
 
 def _reference(x, scale, bias, eps):
@@ -47,3 +47,17 @@ def test_bn_bfloat16_input_keeps_dtypes():
 
     gp, gx = jax.grad(loss, argnums=(0, 1))(v["params"], x)
     assert gx.dtype == jnp.bfloat16 and gp["scale"].dtype == jnp.float32
+
+
+def test_bn_vjp_follows_the_fast_path_switch():
+    bn = layers.BatchNorm2d()
+    x = jnp.ones((2, 3, 3, 4)) * jnp.arange(4.0)
+    v = bn.init(jax.random.key(0), x)
+
+    def jaxpr():  # a fresh function each time: jax caches traces per function object
+        return str(jax.make_jaxpr(lambda x: bn.apply(v, x, train=True, mutable=["batch_stats"]))(x))
+
+    with conv_ops.use_impl("fast"):
+        assert "custom_vjp_call" in jaxpr()
+    with conv_ops.use_impl("plain"):
+        assert "custom_vjp_call" not in jaxpr()
