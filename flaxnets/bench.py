@@ -535,6 +535,11 @@ def main(argv=None) -> dict:
     p.add_argument("--json")
     args = p.parse_args(argv)
 
+    names = [m for m in args.models.split(",") if m]
+    unknown = [m for m in names if m not in flaxnets.list_models()]
+    if unknown and not args.convs:
+        p.error(f"--models: unknown model name(s) {', '.join(map(repr, unknown))} "
+                f"(python -c 'import flaxnets; print(flaxnets.list_models())')")
     if args.malloc_tuning and not flaxnets._xla_flags.tune_malloc():
         log("--malloc-tuning: not applied (not glibc, or jax's backend already started)")
     import torch
@@ -561,11 +566,11 @@ def main(argv=None) -> dict:
         "warmup": args.warmup, "meta": meta, "matmul_peak_gflop_s": peak, "matmul_n": matmul_n,
         "models": [],
     }
-    for name in [m for m in args.models.split(",") if m]:
+    for name in names:
         try:
             results["models"].append(bench_model(name, args))
         except Exception as e:  # one model failing (e.g. out of memory) must not lose the others
-            if len(args.models.split(",")) == 1:
+            if len(names) == 1:
                 raise
             log(f"{name}: FAILED: {type(e).__name__}: {str(e)[:500]}")
             results["models"].append({"model": name, "rows": [], "error": f"{type(e).__name__}: {str(e)[:500]}"})
@@ -588,4 +593,7 @@ def _emit(results: dict, text: str, args) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    failed = [m["model"] for m in main().get("models", []) if m.get("error")]
+    if failed:
+        log(f"failed: {', '.join(failed)} (rows marked in the table)")
+        sys.exit(1)

@@ -110,13 +110,16 @@ def _out_size(size, k, stride, pad, dilation):
 
 
 # ----------------------------------------------------------------------------- dense helpers
+def _input_grad_pads(in_hw, kernel_hw, stride, padding, dilation, out_hw):
+    """Per-side padding of the s-dilated gradient whose full correlation with the flipped
+    kernel, cut to `in_hw`, is the input gradient (every backward pass below uses it)."""
+    return [(d * (k - 1) - lo, size + lo - s * (o - 1) - 1)
+            for size, k, s, d, (lo, _), o in zip(in_hw, kernel_hw, stride, dilation, padding, out_hw)]
+
+
 def _conv_input_grad(g, w, in_hw, stride, padding, dilation, precision):
     """Input gradient of a dense conv, as one forward-layout conv (NHWC x HWIO)."""
-    kh, kw = w.shape[:2]
-    pads = []
-    for size, k, s, d, (lo, _), o in zip(in_hw, (kh, kw), stride, dilation, padding, g.shape[1:3]):
-        # Full correlation of the s-dilated gradient with the flipped kernel, cut to `size`.
-        pads.append((d * (k - 1) - lo, size + lo - s * (o - 1) - 1))
+    pads = _input_grad_pads(in_hw, w.shape[:2], stride, padding, dilation, g.shape[1:3])
     wt = jnp.swapaxes(w[::-1, ::-1], 2, 3)
     return lax.conv_general_dilated(g, wt, (1, 1), pads, lhs_dilation=stride, rhs_dilation=dilation,
                                     dimension_numbers=_DIMS, precision=precision)
@@ -142,10 +145,9 @@ def _strided_1x1_input_grad(g, w, in_hw, stride, padding, precision):
     interior padding (instead of XLA's lhs-dilated convolution over mostly zeros)."""
     d = lax.conv_general_dilated(g, jnp.swapaxes(w, 2, 3), (1, 1), ((0, 0), (0, 0)),
                                  dimension_numbers=_DIMS, precision=precision)
-    cfg = [(0, 0, 0)]
-    for size, s, (lo, _), o in zip(in_hw, stride, padding, g.shape[1:3]):
-        cfg.append((-lo, size + lo - s * (o - 1) - 1, s - 1))
-    return lax.pad(d, jnp.array(0, d.dtype), cfg + [(0, 0, 0)])
+    (t, b), (l, r) = _input_grad_pads(in_hw, (1, 1), stride, padding, (1, 1), g.shape[1:3])
+    cfg = ((0, 0, 0), (t, b, stride[0] - 1), (l, r, stride[1] - 1), (0, 0, 0))
+    return lax.pad(d, jnp.array(0, d.dtype), cfg)
 
 
 def _dense_input_grad(g, w, in_hw, stride, padding, dilation, precision):
@@ -314,8 +316,7 @@ def _depthwise_bwd(stride, padding, dilation, res, g):
     out_hw = g.shape[1:3]
     # Input gradient: the s-dilated gradient correlated with the flipped kernel, summed over
     # the channel multiplier: a stride-1 depthwise conv.
-    pads = [(d * (k - 1) - lo, size + lo - s * (o - 1) - 1)
-            for size, k, s, d, (lo, _), o in zip((h, wd), (kh, kw), stride, dilation, padding, out_hw)]
+    pads = _input_grad_pads((h, wd), (kh, kw), stride, padding, dilation, out_hw)
     ga = g.astype(acc).reshape(n, *out_hw, c, m)
     gp = lax.pad(ga, jnp.array(0, acc), ((0, 0, 0), (*pads[0], stride[0] - 1),
                                         (*pads[1], stride[1] - 1), (0, 0, 0), (0, 0, 0)))

@@ -15,7 +15,6 @@ Every layer computes in the dtype of its inputs and parameters unless `dtype` is
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -147,16 +146,15 @@ def _bn_normalize(xs, mean, var, scale, bias, eps):
     return (xs - mean) * mul + bias.astype(xs.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _bn_train(x, scale, bias, eps, stat_dtype):
+def _bn_batch(x, scale, bias, eps, stat_dtype):
     """Train-mode batch norm: (normalised x in stat_dtype, batch mean, biased batch variance)."""
     xs, mean, var = _bn_stats(x, stat_dtype)
     return _bn_normalize(xs, mean, var, scale, bias, eps), mean, var
 
 
 def _bn_train_fwd(x, scale, bias, eps, stat_dtype):
-    xs, mean, var = _bn_stats(x, stat_dtype)
-    return (_bn_normalize(xs, mean, var, scale, bias, eps), mean, var), (x, scale, bias, mean, var)
+    out = _bn_batch(x, scale, bias, eps, stat_dtype)
+    return out, (x, scale, bias, *out[1:])
 
 
 def _bn_train_bwd(eps, stat_dtype, res, cts):
@@ -175,6 +173,8 @@ def _bn_train_bwd(eps, stat_dtype, res, cts):
     return dx.astype(x.dtype), gxhat.astype(scale.dtype), gsum.astype(bias.dtype)
 
 
+# `_bn_batch` with the closed-form VJP (autodiff of `_bn_batch` is the plain path).
+_bn_train = jax.custom_vjp(_bn_batch, nondiff_argnums=(3, 4))
 _bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
 
 
@@ -206,7 +206,7 @@ class BatchNorm2d(nn.Module):
         stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
         if train:
             # The closed-form VJP where the fast paths apply (CPU by default; measured there).
-            bn = _bn_train if conv_ops.fast_paths() else _bn_train.fun
+            bn = _bn_train if conv_ops.fast_paths() else _bn_batch
             y, mean, var = bn(x, scale, bias, self.eps, stat_dtype)
             if not self.is_initializing():
                 n = x.size // c

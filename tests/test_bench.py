@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from flaxnets import bench
 
 VARIANTS = {"flax train", "flax infer", "torch train", "torch infer", "torch-cl train", "torch-cl infer"}
@@ -53,3 +55,9 @@ def test_conv_bench_smoke(monkeypatch, tmp_path):
     assert all(r["gflop_s"] > 0 for r in results["convs"])
     table = [line for line in md.read_text().splitlines() if line.startswith("|")]
     assert any(line.startswith("| depthwise |") for line in table) and len({line.count("|") for line in table}) == 1
+
+
+def test_bench_rejects_unknown_model_before_any_work(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "lenet5,resnet5O"])
+    assert "resnet5O" in capsys.readouterr().err
