@@ -5,8 +5,20 @@
         [--out docs/benchmarks.md --tag fp32] [--json out.json]
     python -m flaxnets.bench --convs [--repeats 5] [--out ... --tag convs]
 
-For each model, in one process, variants are warmed up and then timed interleaved (one step
-of each variant per round, `--repeats` rounds):
+For each model the Flax variants run in one worker process and the torch variants in another
+(as a user trains with one framework per process; ``--same-process`` puts all in this one,
+which is what happens on a GPU), both started by this command. Variants are warmed up and then
+timed interleaved: per round, each variant runs `--settle` untimed steps (default 1) and then
+one timed step; `--repeats` rounds. Why both matter on this kind of machine (2-core VM): the
+first step of one framework after the other's has to page its buffers back in (a resnet50
+Flax step: 8 s of system time instead of 0.6), which no user running one framework sees; and
+in one process the two frameworks slowed each other further (torch's regnet_x_400mf train
+step: 34 img/s next to Flax, 60 alone). docs/benchmarks.md has the measurements.
+
+``--thp flax`` (default): the Flax worker runs with transparent huge pages for glibc's
+allocations (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, which ``python -m train.main`` sets for
+itself, `flaxnets._xla_flags.reexec_with_thp`), torch in its default environment; ``--thp both``
+gives torch the same, ``--thp none`` neither.
 
 - ``flax train``: jitted step = forward, softmax cross-entropy, grads, optax SGD+momentum,
   BatchNorm batch_stats update; the train state is donated. ``flax infer``: jitted eval forward.
@@ -116,6 +128,7 @@ class Variant:
     rss: list = field(default_factory=list)
     faults: list = field(default_factory=list)
     dev_mem: list = field(default_factory=list)  # torch on CUDA: peak bytes allocated per step
+    remote: Callable[[], dict] | None = None  # --isolate: one timed step in the worker process
 
 
 def _logits(out):
@@ -288,7 +301,8 @@ def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5, device: str = "cpu"
     return {k: 2 * n**3 / statistics.median(v) / 1e9 for k, v in times.items()}
 
 
-def _time_variant(v: Variant, device: str = "cpu") -> None:
+def _measure(v: Variant, device: str = "cpu") -> dict:
+    """One timed step of `v` in this process."""
     if device == "cuda" and v.framework != "flax":
         import torch
 
@@ -299,26 +313,141 @@ def _time_variant(v: Variant, device: str = "cpu") -> None:
         v.step()
         dt = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    v.times.append(dt)
-    v.cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
-    v.rss.append(rss.growth)
-    v.faults.append(r1.ru_minflt - r0.ru_minflt)
+    m = {"time": dt, "cpu": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime,
+         "rss": rss.growth, "faults": r1.ru_minflt - r0.ru_minflt}
     if device == "cuda" and v.framework != "flax":
-        v.dev_mem.append(torch.cuda.max_memory_allocated())
+        m["dev_mem"] = torch.cuda.max_memory_allocated()
+    return m
+
+
+def _time_variant(v: Variant, device: str = "cpu") -> None:
+    m = v.remote() if v.remote else _measure(v, device)
+    v.times.append(m["time"])
+    v.cpu.append(m["cpu"])
+    v.rss.append(m["rss"])
+    v.faults.append(m["faults"])
+    if "dev_mem" in m:
+        v.dev_mem.append(m["dev_mem"])
+
+
+def _build(framework: str, name: str, opts: dict, classes: int | None = None):
+    """(variants, classes) of one framework for `name`."""
+    if framework == "flax":
+        return flax_variants(name, opts["batch"], opts["size"], opts["dtype"],
+                             train=opts["train"], infer=opts["infer"])
+    return torch_variants(name, opts["batch"], opts["size"], opts["dtype"], classes,
+                          channels_last=opts["channels_last"], compile_=opts["torch_compile"],
+                          train=opts["train"], infer=opts["infer"], device=opts["device"]), classes
+
+
+def _worker(conn, framework: str, name: str, opts: dict, classes: int | None) -> None:
+    """--isolate: build one framework's variants in this process and step them on request."""
+    try:
+        if opts.get("malloc_tuning"):
+            flaxnets._xla_flags.tune_malloc()
+        if framework != "flax":
+            import torch
+
+            torch.set_num_threads(opts["threads"])
+        variants, classes = _build(framework, name, opts, classes)
+        conn.send(("ready", classes, [
+            {k: getattr(v, k) for k in ("name", "framework", "mode", "compile_s", "flops", "xla_bytes")}
+            for v in variants]))
+        while True:
+            cmd, i = conn.recv()
+            if cmd == "stop":
+                break
+            conn.send(("ok", variants[i].step() if cmd == "step" else _measure(variants[i])))
+    except BaseException as e:  # reported by the parent, which records the model as failed
+        conn.send(("error", f"{framework} worker: {type(e).__name__}: {str(e)[:500]}"))
+        raise
+
+
+class _Worker:
+    """A spawned process holding one framework's variants (its own allocator, threads and
+    environment, as a user's training process would have)."""
+
+    def __init__(self, framework, name, opts, classes=None, thp=False):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        saved = os.environ.get("GLIBC_TUNABLES")
+        env = flaxnets._xla_flags.thp_env({**os.environ, "GLIBC_TUNABLES": ""}) if thp else None
+        tunables = [t for t in (saved or "").split(":") if t and not t.startswith("glibc.malloc.hugetlb")]
+        if env is not None:
+            tunables.append(flaxnets._xla_flags.THP_TUNABLE)
+        self.thp = env is not None
+        os.environ["GLIBC_TUNABLES"] = ":".join(tunables)
+        try:  # the child reads GLIBC_TUNABLES when it starts
+            self.proc = ctx.Process(target=_worker, args=(child, framework, name, opts, classes),
+                                    daemon=True)
+            self.proc.start()
+        finally:
+            if saved is None:
+                os.environ.pop("GLIBC_TUNABLES")
+            else:
+                os.environ["GLIBC_TUNABLES"] = saved
+        child.close()
+        _, self.classes, infos = self._recv()
+        self.variants = []
+        for i, info in enumerate(infos):
+            v = Variant(**info, step=functools.partial(self._call, "step", i))
+            v.remote = functools.partial(self._call, "time", i)
+            self.variants.append(v)
+
+    def _recv(self):
+        try:
+            msg = self.conn.recv()
+        except EOFError:
+            self.proc.join(5)
+            raise RuntimeError(f"benchmark worker died (exit code {self.proc.exitcode})") from None
+        if msg[0] == "error":
+            raise RuntimeError(msg[1])
+        return msg
+
+    def _call(self, cmd, i):
+        self.conn.send((cmd, i))
+        return self._recv()[1]
+
+    def close(self):
+        try:
+            self.conn.send(("stop", 0))
+        except OSError:
+            pass
+        self.proc.join(30)
+        if self.proc.is_alive():
+            self.proc.kill()
 
 
 def bench_model(name: str, args) -> dict:
-    log(f"{name}: building and compiling")
-    variants, classes = flax_variants(name, args.batch, args.size, args.dtype,
-                                      train=not args.infer_only, infer=not args.train_only)
+    workers = []
+    try:
+        return _bench_model(name, args, workers)
+    finally:
+        for w in workers:
+            w.close()
+
+
+def _bench_model(name: str, args, workers: list) -> dict:
+    log(f"{name}: building and compiling" + (" in worker processes" if args.isolate else ""))
+    opts = {"batch": args.batch, "size": args.size, "dtype": args.dtype, "train": not args.infer_only,
+            "infer": not args.train_only, "channels_last": not args.no_channels_last,
+            "torch_compile": args.torch_compile, "device": args.device, "threads": cpu_count(),
+            "malloc_tuning": args.malloc_tuning}
+    if args.isolate:
+        workers.append(_Worker("flax", name, opts, thp=args.thp in ("flax", "both")))
+        variants, classes = list(workers[0].variants), workers[0].classes
+    else:
+        variants, classes = _build("flax", name, opts)
     for v in variants:
         log(f"{name}: {v.name} compiled in {v.compile_s:.1f} s")
     if not args.no_torch:
-        variants += torch_variants(name, args.batch, args.size, args.dtype, classes,
-                                   channels_last=not args.no_channels_last,
-                                   compile_=args.torch_compile,
-                                   train=not args.infer_only, infer=not args.train_only,
-                                   device=args.device)
+        if args.isolate:
+            workers.append(_Worker("torch", name, opts, classes, thp=args.thp == "both"))
+            variants += workers[-1].variants
+        else:
+            variants += _build("torch", name, opts, classes)[0]
     flops = {v.mode: v.flops for v in variants if v.framework == "flax"}
     for r in range(args.warmup):
         for v in variants:
@@ -327,6 +456,8 @@ def bench_model(name: str, args) -> dict:
             log(f"{name}: warm-up {r + 1}/{args.warmup} {v.name}: {time.perf_counter() - t0:.2f} s")
     for r in range(args.repeats):
         for v in variants:
+            for _ in range(args.settle):
+                v.step()
             _time_variant(v, args.device)
         log(f"{name}: round {r + 1}/{args.repeats}: "
             + ", ".join(f"{v.name} {v.times[-1]:.2f} s" for v in variants))
@@ -466,11 +597,15 @@ def markdown(results: dict) -> str:
         f"{where}; jax {meta['jax']}, flax {meta['flax']}, "
         f"optax {meta['optax']}, torch {meta['torch']} ({meta['torch_threads']} threads); "
         f"batch {results['batch']}, {results['size']}², {results['dtype']}, "
-        f"{results['repeats']} timed rounds after {results['warmup']} warm-up. "
+        f"{results['repeats']} timed rounds after {results['warmup']} warm-up, "
+        f"{results.get('settle', 0)} untimed settle step(s) before each timed step. "
         f"Load average (1 min) {meta['loadavg_start'][0]:.1f} at start, "
         f"{meta['loadavg_end'][0]:.1f} at end. XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`; "
         f"malloc tuning {'on' if any('mallopt' in a for a in meta['flaxnets_runtime_settings']) else 'off'}. "
-        f"Matmul peak ({results['dtype']}, {results.get('matmul_n', 2048)}³): jax {peak['flax']:.0f}, "
+        + (("Each framework in its own worker process; " if meta.get("isolate") else "All variants in one process; ")
+           + "transparent huge pages (glibc.malloc.hugetlb=1): "
+           + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in meta.get("thp", {}).items()) + ". ")
+        + f"Matmul peak ({results['dtype']}, {results.get('matmul_n', 2048)}³): jax {peak['flax']:.0f}, "
         f"torch {peak['torch']:.0f} GFLOP/s.",
         "",
     ]
@@ -514,7 +649,7 @@ def write_markdown(path: str, tag: str, text: str) -> None:
         f.write(new)
 
 
-def main(argv=None) -> dict:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m flaxnets.bench", description=__doc__.split("\n")[0])
     p.add_argument("--models", default="regnet_x_400mf")
     p.add_argument("--convs", action="store_true", help="conv_ops micro-benchmark instead of models")
@@ -522,6 +657,15 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--settle", type=int, default=1,
+                   help="untimed steps of a variant right before each of its timed steps")
+    p.add_argument("--thp", choices=("flax", "both", "none"), default="flax",
+                   help="which framework runs with transparent huge pages for glibc's allocations "
+                        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as python -m train.main does); "
+                        "with --same-process, anything but none applies to both")
+    p.add_argument("--same-process", action="store_true",
+                   help="all variants in this process (always so on a GPU) instead of one worker "
+                        "process per framework")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--torch-compile", action="store_true")
     p.add_argument("--no-torch", action="store_true", help="Flax variants only")
@@ -533,6 +677,11 @@ def main(argv=None) -> dict:
     p.add_argument("--out", help="markdown file: replaces/appends the <!-- bench:TAG --> block")
     p.add_argument("--tag", default="results")
     p.add_argument("--json")
+    return p
+
+
+def main(argv=None) -> dict:
+    p = parser()
     args = p.parse_args(argv)
 
     names = [m for m in args.models.split(",") if m]
@@ -548,7 +697,14 @@ def main(argv=None) -> dict:
     args.device = torch_device()
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
+    args.isolate = not args.same_process and args.device == "cpu" and not args.convs
     meta = machine_info(args.device)
+    if args.isolate:
+        avail = flaxnets._xla_flags.thp_env({**os.environ, "GLIBC_TUNABLES": ""}) is not None
+        meta["thp"] = {"flax": avail and args.thp in ("flax", "both"), "torch": avail and args.thp == "both"}
+    else:
+        meta["thp"] = {"flax": flaxnets._xla_flags.thp_active(), "torch": flaxnets._xla_flags.thp_active()}
+    meta["isolate"] = args.isolate
     log(f"{meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_start'][0]:.1f}; "
         f"XLA_FLAGS={meta['XLA_FLAGS']!r}")
     command = "python -m flaxnets.bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -563,7 +719,7 @@ def main(argv=None) -> dict:
     results = {
         "command": command,
         "batch": args.batch, "size": args.size, "dtype": args.dtype, "repeats": args.repeats,
-        "warmup": args.warmup, "meta": meta, "matmul_peak_gflop_s": peak, "matmul_n": matmul_n,
+        "warmup": args.warmup, "settle": args.settle, "meta": meta, "matmul_peak_gflop_s": peak, "matmul_n": matmul_n,
         "models": [],
     }
     for name in names:
@@ -593,6 +749,9 @@ def _emit(results: dict, text: str, args) -> dict:
 
 
 if __name__ == "__main__":
+    _a = parser().parse_known_args()[0]
+    if _a.same_process and _a.thp != "none":
+        flaxnets._xla_flags.reexec_with_thp()
     failed = [m["model"] for m in main().get("models", []) if m.get("error")]
     if failed:
         log(f"failed: {', '.join(failed)} (rows marked in the table)")

@@ -24,6 +24,7 @@ def test_bench_smoke(tmp_path, capsys):
 
     data = json.loads(js.read_text())
     assert data["batch"] == 2 and data["size"] == 32 and data["dtype"] == "float32"
+    assert data["settle"] == 1
     assert set(data["matmul_peak_gflop_s"]) == {"flax", "torch"}
     assert {"cpu", "cores", "jax", "torch", "XLA_FLAGS", "loadavg_start", "loadavg_end"} <= set(data["meta"])
     rows = data["models"][0]["rows"]
@@ -39,10 +40,24 @@ def test_bench_smoke(tmp_path, capsys):
     text = md.read_text()
     assert text.startswith("# Results\n\n<!-- bench:smoke -->\n`python -m flaxnets.bench --models lenet5")
     assert text.endswith("<!-- /bench:smoke -->\ntail\n") and "old" not in text
+    assert "1 untimed settle step(s) before each timed step" in text
+    assert "Each framework in its own worker process; transparent huge pages" in text
+    assert data["meta"]["isolate"] is True and set(data["meta"]["thp"]) == {"flax", "torch"}
     assert "| lenet5 | flax train |" in text and "| lenet5 | torch-cl infer |" in text
     assert "| lenet5 | flax train |" in capsys.readouterr().out
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(VARIANTS) and len({line.count("|") for line in table}) == 1, table
+
+
+def test_bench_same_process(tmp_path):
+    """--same-process: every variant in this process (the mode used on a GPU)."""
+    md = tmp_path / "bench.md"
+    data = bench.main(["--models", "lenet5", "--batch", "2", "--size", "32", "--repeats", "1",
+                       "--same-process", "--train-only", "--no-channels-last", "--settle", "0",
+                       "--out", str(md), "--tag", "t"])
+    assert data["meta"]["isolate"] is False and data["settle"] == 0
+    assert {r["variant"] for r in data["models"][0]["rows"]} == {"flax train", "torch train"}
+    assert "All variants in one process; transparent huge pages" in md.read_text()
 
 
 def test_conv_bench_smoke(monkeypatch, tmp_path):
