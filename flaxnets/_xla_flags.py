@@ -17,11 +17,12 @@ mmapped). Not the default: it changes the whole process's allocator, and disabli
 trimming altogether (to cover larger blocks) let the heap fragment to 18 GB on resnet50.
 Numbers: docs/benchmarks.md.
 
-`reexec_with_thp()` (what ``python -m train.main`` and ``python -m flaxnets.bench`` call first;
-opt out with ``FLAXNETS_NO_THP=1``): restarts the process once with
+`reexec_with_thp()` (``python -m train.main`` calls it first; ``python -m flaxnets.bench`` starts
+its Flax worker process with the same environment, or calls it with ``--same-process``; opt
+out with ``FLAXNETS_NO_THP=1``): restarts the process once with
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` added, so glibc asks for transparent huge pages
 (``madvise``) on the memory it maps. A batch-32 training step then faults its buffers in 2 MiB
-instead of 4 KiB pages (resnet50: 1.1M faults per step -> 5K; train step 1.1-1.9x faster,
+instead of 4 KiB pages (resnet50: 1.1M faults per step -> 5K; train steps 1.3-2.2x faster here,
 docs/benchmarks.md "Transparent huge pages"). glibc reads tunables only at process start, hence
 the restart; library users get the same by exporting the variable before starting Python.
 Nothing happens where it cannot apply: not Linux/glibc >= 2.35, THP set to ``never``, or the
