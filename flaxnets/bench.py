@@ -128,7 +128,7 @@ class Variant:
     rss: list = field(default_factory=list)
     faults: list = field(default_factory=list)
     dev_mem: list = field(default_factory=list)  # torch on CUDA: peak bytes allocated per step
-    remote: Callable[[], dict] | None = None  # --isolate: one timed step in the worker process
+    remote: Callable[[], dict] | None = None  # worker-process mode: one timed step over there
 
 
 def _logits(out):
@@ -341,7 +341,7 @@ def _build(framework: str, name: str, opts: dict, classes: int | None = None):
 
 
 def _worker(conn, framework: str, name: str, opts: dict, classes: int | None) -> None:
-    """--isolate: build one framework's variants in this process and step them on request."""
+    """Worker-process mode: build one framework's variants here and step them on request."""
     try:
         if opts.get("malloc_tuning"):
             flaxnets._xla_flags.tune_malloc()
@@ -363,6 +363,15 @@ def _worker(conn, framework: str, name: str, opts: dict, classes: int | None) ->
         raise
 
 
+def _worker_tunables(thp: bool) -> tuple[str, bool]:
+    """(GLIBC_TUNABLES for a worker process, whether it has THP): the user's tunables without
+    any glibc.malloc.hugetlb choice (--thp decides), plus ours if `thp` and THP can apply."""
+    base = ":".join(t for t in os.environ.get("GLIBC_TUNABLES", "").split(":")
+                    if t and not t.startswith("glibc.malloc.hugetlb"))
+    env = flaxnets._xla_flags.thp_env({**os.environ, "GLIBC_TUNABLES": base}) if thp else None
+    return (env["GLIBC_TUNABLES"], True) if env else (base, False)
+
+
 class _Worker:
     """A spawned process holding one framework's variants (its own allocator, threads and
     environment, as a user's training process would have)."""
@@ -373,12 +382,7 @@ class _Worker:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
         saved = os.environ.get("GLIBC_TUNABLES")
-        env = flaxnets._xla_flags.thp_env({**os.environ, "GLIBC_TUNABLES": ""}) if thp else None
-        tunables = [t for t in (saved or "").split(":") if t and not t.startswith("glibc.malloc.hugetlb")]
-        if env is not None:
-            tunables.append(flaxnets._xla_flags.THP_TUNABLE)
-        self.thp = env is not None
-        os.environ["GLIBC_TUNABLES"] = ":".join(tunables)
+        os.environ["GLIBC_TUNABLES"] = _worker_tunables(thp)[0]
         try:  # the child reads GLIBC_TUNABLES when it starts
             self.proc = ctx.Process(target=_worker, args=(child, framework, name, opts, classes),
                                     daemon=True)
@@ -661,8 +665,9 @@ def parser() -> argparse.ArgumentParser:
                    help="untimed steps of a variant right before each of its timed steps")
     p.add_argument("--thp", choices=("flax", "both", "none"), default="flax",
                    help="which framework runs with transparent huge pages for glibc's allocations "
-                        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as python -m train.main does); "
-                        "with --same-process, anything but none applies to both")
+                        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=1, as python -m train.main does; it "
+                        "replaces a glibc.malloc.hugetlb value of yours in the workers); with "
+                        "--same-process, anything but none applies to both")
     p.add_argument("--same-process", action="store_true",
                    help="all variants in this process (always so on a GPU) instead of one worker "
                         "process per framework")
@@ -683,6 +688,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
+    for opt, low in (("repeats", 1), ("warmup", 0), ("settle", 0), ("batch", 1), ("size", 1)):
+        if getattr(args, opt) < low:
+            p.error(f"--{opt} must be >= {low}, got {getattr(args, opt)}")
 
     names = [m for m in args.models.split(",") if m]
     unknown = [m for m in names if m not in flaxnets.list_models()]
@@ -700,8 +708,8 @@ def main(argv=None) -> dict:
     args.isolate = not args.same_process and args.device == "cpu" and not args.convs
     meta = machine_info(args.device)
     if args.isolate:
-        avail = flaxnets._xla_flags.thp_env({**os.environ, "GLIBC_TUNABLES": ""}) is not None
-        meta["thp"] = {"flax": avail and args.thp in ("flax", "both"), "torch": avail and args.thp == "both"}
+        meta["thp"] = {"flax": _worker_tunables(args.thp in ("flax", "both"))[1],
+                       "torch": _worker_tunables(args.thp == "both")[1]}
     else:
         meta["thp"] = {"flax": flaxnets._xla_flags.thp_active(), "torch": flaxnets._xla_flags.thp_active()}
     meta["isolate"] = args.isolate

@@ -76,3 +76,10 @@ def test_bench_rejects_unknown_model_before_any_work(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--models", "lenet5,resnet5O"])
     assert "resnet5O" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opt,value", [("--settle", "-1"), ("--repeats", "0"), ("--batch", "0")])
+def test_bench_rejects_bad_counts(capsys, opt, value):
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "lenet5", opt, value])
+    assert f"{opt} must be >=" in capsys.readouterr().err
