@@ -83,3 +83,19 @@ def test_bench_rejects_bad_counts(capsys, opt, value):
     with pytest.raises(SystemExit):
         bench.main(["--models", "lenet5", opt, value])
     assert f"{opt} must be >=" in capsys.readouterr().err
+
+
+def test_regnet_blocks_smoke(capsys):
+    """`python -m flaxnets.bench_regnet_blocks`: one row per stage's first block and per
+    repeated block, counts adding up to the model's depth; not the timings."""
+    from flaxnets import bench_regnet_blocks, regnet
+
+    rows = bench_regnet_blocks.main(["--batch", "2", "--size", "32", "--repeats", "1"])
+    stages = regnet.VARIANTS["regnet_x_400mf"].stages()
+    assert sum(r["count"] for r in rows) == sum(s.depth for s in stages)
+    assert [r["stride"] for r in rows if r["block"].endswith("-0")] == [s.stride for s in stages]
+    assert all(r["flax_ms"] > 0 and r["torch_ms"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "| all blocks, weighted by count |" in out
+    with pytest.raises(SystemExit):
+        bench_regnet_blocks.main(["--model", "resnet50"])

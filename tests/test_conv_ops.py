@@ -32,6 +32,12 @@ CASES = [
     ("dense3x3_dil2", 2, 9, 10, 4, 6, (3, 3), 1, 2, ((2, 2), (2, 2)), 1),
     ("dense7x7s2_stem", 2, 15, 13, 3, 8, (7, 7), 2, 1, ((3, 3), (3, 3)), 1),
     ("dense1x3", 2, 7, 9, 5, 4, (1, 3), 1, 1, ((0, 0), (1, 1)), 1),
+    # strided input gradients by phase: phases no tap reaches, taps spaced by the dilation,
+    # padding wider than the kernel reach
+    ("dense2x2s3_gap", 2, 10, 11, 4, 5, (2, 2), 3, 1, ((0, 0), (1, 0)), 1),
+    ("dense3x3s3_dil2", 1, 14, 13, 4, 4, (3, 3), 3, 2, ((2, 1), (0, 2)), 1),
+    ("dense5x3s2_bigpad", 2, 9, 8, 3, 4, (5, 3), 2, 1, ((4, 0), (2, 3)), 1),
+    ("dense4x4s2_dil3", 1, 16, 15, 3, 4, (4, 4), 2, 3, ((1, 5), (3, 0)), 1),
     ("grouped_s1", 2, 9, 11, 32, 48, (3, 3), 1, 1, ((1, 1), (1, 1)), 2),
     ("grouped_s2_asym", 2, 11, 9, 48, 48, (3, 3), 2, 1, ((1, 2), (0, 1)), 3),
     ("grouped_dil2", 1, 10, 9, 32, 32, (3, 3), 1, 2, ((2, 2), (2, 2)), 2),
@@ -39,6 +45,10 @@ CASES = [
     ("grouped_narrow", 2, 9, 7, 24, 24, (3, 3), 1, 1, ((1, 1), (1, 1)), 6),
     ("grouped_narrow_s2", 2, 8, 9, 16, 32, (3, 3), 2, 1, ((1, 1), (1, 1)), 8),
     ("grouped_1x3", 2, 7, 9, 32, 32, (1, 3), 1, 1, ((0, 0), (1, 1)), 2),
+    # one block-diagonal dense conv (DENSE_MAX_WIDTH); its float32 gradient is where an
+    # eye-mask construction of the kernel crashed XLA:CPU
+    ("grouped_dense32_s2", 2, 12, 11, 32, 32, (3, 3), 2, 1, ((1, 1), (1, 1)), 2),
+    ("grouped_narrow_dense24", 2, 9, 8, 24, 24, (3, 3), 1, 1, ((1, 1), (1, 1)), 3),
     ("depthwise3x3", 2, 9, 7, 6, 6, (3, 3), 1, 1, ((1, 1), (1, 1)), 6),
     ("depthwise_s2_asym", 2, 11, 8, 5, 5, (3, 3), 2, 1, ((0, 1), (1, 0)), 5),
     ("depthwise5x5_s2", 1, 13, 10, 4, 4, (5, 5), 2, 1, ((2, 2), (2, 2)), 4),
@@ -106,6 +116,15 @@ def test_auto_routes_to_fast_paths_on_cpu(groups, cin, cout, kind):
     grad = str(jax.make_jaxpr(jax.grad(lambda x, w: conv(x, w).sum(), argnums=(0, 1)))(x, w))
     counts = re.findall(r"(?:feature|batch)_group_count=(\d+)", fwd + grad)
     assert set(counts) <= {"1"}, counts
+
+
+@pytest.mark.parametrize("groups,cin,loop", [
+    (2, 32, False), (8, 16, False), (3, 24, False), (4, 64, True), (2, 48, True), (6, 48, True)])
+def test_grouped_runs_dense_or_as_a_loop(groups, cin, loop):
+    """No wider than DENSE_MAX_WIDTH: one dense conv; else a loop over (super-)groups."""
+    x, w = jnp.ones((1, 8, 8, cin)), jnp.ones((3, 3, cin // groups, cin))
+    jaxpr = str(jax.make_jaxpr(lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, groups))(x, w))
+    assert ("name=_grouped" in jaxpr, "name=_dense" in jaxpr) == (loop, not loop)
 
 
 def test_bfloat16_depthwise_and_grouped_keep_dtype():
