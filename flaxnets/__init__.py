@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flaxnets import _xla_flags  # noqa: F401  (first: XLA:CPU flags before jax's backend starts)
 
-from flaxnets.registry import Registry
+from netspecs.registry import Registry
 
 MODELS = Registry("flaxnets")
 register = MODELS.register

@@ -8,7 +8,10 @@
 - `ConvBNAct` (torchvision's `Conv2dNormActivation`), `SqueezeExcitation`
   (torchvision.ops.SqueezeExcitation), `Linear` (torch's default init).
 - Pooling with torch's rules: `adaptive_avg_pool2d`, `max_pool2d` (ceil_mode),
-  `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations.
+  `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations
+  (`gelu` is torch's exact erf form).
+- Transformer pieces: `LayerNorm` (torch's eps per family), `attention` (softmax attention
+  through `jax.nn.dot_product_attention`).
 
 Every layer computes in the dtype of its inputs and parameters unless `dtype` is given
 (e.g. `jnp.bfloat16` for mixed precision; BatchNorm statistics then stay in float32).
@@ -70,6 +73,11 @@ def silu(x):
 
 def sigmoid(x):
     return jax.nn.sigmoid(x)
+
+
+def gelu(x):
+    """torch.nn.GELU() (the exact erf form; jax.nn.gelu defaults to the tanh approximation)."""
+    return jax.nn.gelu(x, approximate=False)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -219,6 +227,54 @@ class BatchNorm2d(nn.Module):
             y = _bn_normalize(x.astype(stat_dtype), ra_mean.value.astype(stat_dtype),
                               ra_var.value.astype(stat_dtype), scale, bias, self.eps)
         return y.astype(out_dtype)
+
+
+class LayerNorm(nn.Module):
+    """torch.nn.LayerNorm over the last axis (`scale` <-> weight, `bias`). `eps` is per family:
+    torch's default 1e-5, 1e-6 for ViT/ConvNeXt/Swin/MaxViT. Statistics in at least float32."""
+
+    eps: float = 1e-5
+    use_bias: bool = True
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        c = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
+        bias = (self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+                if self.use_bias else None)
+        out_dtype = self.dtype or jnp.result_type(x.dtype, scale.dtype)
+        stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
+        xs = x.astype(stat_dtype)
+        mean = jnp.mean(xs, -1, keepdims=True)
+        xc = xs - mean
+        var = jnp.mean(jnp.square(xc), -1, keepdims=True)  # biased, as torch
+        y = xc * lax.rsqrt(var + self.eps) * scale.astype(stat_dtype)
+        if bias is not None:
+            y = y + bias.astype(stat_dtype)
+        return y.astype(out_dtype)
+
+
+def attention(q, k, v, bias=None, scale: float | None = None):
+    """Softmax attention, q/k/v (batch, length, heads, head_dim) -> same layout as q.
+
+    `scale` multiplies q·k (default 1/sqrt(head_dim), torch's MultiheadAttention); `bias` is
+    added to the logits before the softmax (relative position bias, attention masks), shape
+    broadcastable to (batch, heads, q_len, k_len). Half-precision inputs go through
+    `jax.nn.dot_product_attention` (a fused kernel on GPU); float32 and float64 are computed
+    in their own dtype, since that function always takes the softmax in float32 (1e-7 off
+    torch in float64).
+    """
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    if q.dtype in (jnp.bfloat16, jnp.float16):
+        return jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype),
+                                            scale=scale)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k)
+    if bias is not None:
+        logits = logits + bias.astype(logits.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
 
 
 class ConvBNAct(nn.Module):

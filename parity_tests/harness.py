@@ -58,7 +58,9 @@ def supported_kwargs(name: str, kwargs: dict) -> dict:
 
 
 def randomize_(model: torch.nn.Module, seed: int) -> None:
-    """Random BN affine/statistics and biases, in place."""
+    """Random BN affine/statistics and biases, then every other floating parameter that is
+    still constant (LayerNorm affines, class tokens, layer scales, logit scales, zero-initialised
+    heads): a constant c becomes c + 0.2 * max(1, |c|) * N(0, 1). In place."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -73,6 +75,10 @@ def randomize_(model: torch.nn.Module, seed: int) -> None:
                     m.num_batches_tracked.fill_(int(torch.randint(0, 1000, (1,), generator=g)))
             elif getattr(m, "bias", None) is not None and isinstance(m.bias, torch.nn.Parameter):
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        for p in model.parameters():
+            if p.is_floating_point() and p.numel() and bool((p == p.flatten()[0]).all()):
+                c = float(p.flatten()[0])
+                p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * (0.2 * max(1.0, abs(c))))
 
 
 def _to_nhwc(t: torch.Tensor) -> np.ndarray:
@@ -80,8 +86,17 @@ def _to_nhwc(t: torch.Tensor) -> np.ndarray:
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
 
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    """NCHW / NCL -> NHWC / NLC."""
+    return a.transpose(0, *range(2, a.ndim), 1)
+
+
+def owns_parameters(m: torch.nn.Module) -> bool:
+    return any(True for _ in m.parameters(recurse=False))
+
+
 def torch_forward(model, x_nchw, capture: bool):
-    """Logits and {module path: output (NHWC numpy)} in execution order."""
+    """Logits and {module path: output (torch's layout, numpy)} in execution order."""
     outs: dict[str, np.ndarray] = {}
     handles = []
     if capture:
@@ -92,7 +107,7 @@ def torch_forward(model, x_nchw, capture: bool):
             def hook(mod, inp, out, path=path):
                 if isinstance(out, torch.Tensor):
                     outs.pop(path, None)
-                    outs[path] = _to_nhwc(out.detach().clone())
+                    outs[path] = tensor_to_numpy(out.detach().clone())
             handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -131,13 +146,29 @@ class LayerReport:
     worst_path: str
     worst_err: float
     first_bad: tuple[str, float] | None
+    unmatched: list[str]  # torch modules owning parameters with no Flax output of that shape
 
 
-def compare_layers(torch_outs: dict, flax_outs: dict, tol: float) -> LayerReport:
-    compared, worst, first_bad = 0, ("", 0.0), None
+def _as_flax_layout(ref: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """torch's output in the Flax layout: channels-first maps (NCHW, NCL) are moved to
+    channels-last; outputs torch already keeps channels-last (token sequences, Swin's NHWC
+    maps) compare as they are. None if neither fits `shape`."""
+    if ref.ndim >= 3 and _channels_last(ref).shape == shape:
+        return _channels_last(ref)
+    return ref if ref.shape == shape else None
+
+
+def compare_layers(torch_outs: dict, flax_outs: dict, tol: float,
+                   must_match: frozenset = frozenset()) -> LayerReport:
+    """Compare every torch module output that has a Flax output at the same module path.
+    A path in `must_match` (modules owning parameters) without one is reported `unmatched`."""
+    compared, worst, first_bad, unmatched = 0, ("", 0.0), None, []
     for path, ref in torch_outs.items():
         got = flax_outs.get(path)
-        if got is None or tuple(got.shape) != ref.shape:
+        ref = None if got is None else _as_flax_layout(ref, tuple(got.shape))
+        if ref is None:
+            if path in must_match:
+                unmatched.append(path)
             continue
         err = rel_err(got, ref)
         compared += 1
@@ -145,7 +176,7 @@ def compare_layers(torch_outs: dict, flax_outs: dict, tol: float) -> LayerReport
             worst = (path, err)
         if first_bad is None and not err <= tol:
             first_bad = (path, err)
-    return LayerReport(compared, worst[0], worst[1], first_bad)
+    return LayerReport(compared, worst[0], worst[1], first_bad, unmatched)
 
 
 def random_input(batch: int, h: int, w: int, dtype, seed: int) -> torch.Tensor:
@@ -169,7 +200,12 @@ def eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, tol: float = 
     sd = tmodel.state_dict()
     variables = from_torch_state_dict(name, sd, **kwargs)
     back = to_torch_state_dict(name, variables, **kwargs)
-    assert list(back) == list(sd) or set(back) == set(sd)
+    if list(back) != list(sd):  # torchvision's key order, reproduced exactly
+        first = next(i for i, (a, b) in enumerate(zip(back, sd)) if a != b) if set(back) == set(sd) else None
+        raise AssertionError(f"{name}: round trip keys differ from torch's "
+                             + (f"in order at position {first}" if first is not None
+                                else f"(missing {sorted(set(sd) - set(back))[:5]}, "
+                                     f"extra {sorted(set(back) - set(sd))[:5]})"))
     for k, v in sd.items():
         if v.dtype != back[k].dtype or not torch.equal(v, back[k]):
             raise AssertionError(f"{name}: round trip torch->flax->torch changed {k}")
@@ -181,7 +217,8 @@ def eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, tol: float = 
         f_logits, f_outs = flax_forward(fmodel, variables, jnp.asarray(_to_nhwc(x)), capture)
         result["logits"][f"{h}x{w}"] = rel_err(f_logits, tensor_to_numpy(t_logits))
         if capture:
-            rep = compare_layers(t_outs, f_outs, tol)
+            owners = frozenset(p for p, m in tmodel.named_modules() if p and owns_parameters(m))
+            rep = compare_layers(t_outs, f_outs, tol, owners)
             result["layers"] = dataclasses.asdict(rep)
     return result
 

@@ -14,7 +14,7 @@ import pytest
 
 import flaxnets
 import torchref
-from flaxnets.convert import layout
+from flaxnets.convert import derived_buffers, layout
 from parity_tests import cases
 from parity_tests.harness import eval_parity, train_parity
 
@@ -70,6 +70,9 @@ def _check_eval(name: str, sizes, kind: str):
     _record(kind, res)
     layers = res["layers"]
     assert layers["compared"] > 0, f"{name}: no layer outputs matched by module path"
+    assert not layers["unmatched"], (
+        f"{name}: torch modules with parameters whose output has no Flax counterpart at the same "
+        f"module path: {', '.join(layers['unmatched'])}")
     assert layers["first_bad"] is None, (
         f"{name}: first diverging layer {layers['first_bad'][0]} "
         f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
@@ -142,7 +145,8 @@ def test_torchref_matches_flax_layout(name):
 
     with torch.device("meta"):
         sd = torchref.create_model(name).state_dict()
-    table = layout(name)
-    assert list(sd) == [k for k in sd if k in table] and set(sd) == set(table)
+    table = {k: leaf.torch_shape for k, leaf in layout(name).items()}
+    table.update({k: v.shape for k, v in derived_buffers(flaxnets.create_model(name)).items()})
+    assert set(sd) == set(table), (sorted(set(sd) - set(table)), sorted(set(table) - set(sd)))
     for k, v in sd.items():
-        assert tuple(v.shape) == table[k].torch_shape, k
+        assert tuple(v.shape) == tuple(table[k]), k

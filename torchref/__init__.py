@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from flaxnets.registry import Registry
+from netspecs.registry import Registry
 
 MODELS = Registry("torchref")
 register = MODELS.register

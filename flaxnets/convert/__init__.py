@@ -9,6 +9,17 @@ with "." plus a leaf rename, and a tensor is at most a transpose:
     params/<path>/bias                      <->  <path>.bias
     batch_stats/<path>/mean | var           <->  <path>.running_mean | running_var
     batch_stats/<path>/num_batches_tracked  <->  <path>.num_batches_tracked (int32 <-> int64)
+    params/<path>/<other name>              <->  <path>.<other name>           as is
+
+The last rule carries parameters that torch stores under their own names and layouts
+(`in_proj_weight` of `nn.MultiheadAttention`, class tokens, position embeddings, layer
+scales, relative position bias tables): a Flax module keeps such a parameter in torch's
+layout under torch's name, so conversion never reshapes it.
+
+Buffers that the architecture fixes (Swin's `relative_position_index`, say) are not Flax
+variables: the top-level Flax module lists them with a `torch_buffers()` method returning
+{torch key: numpy array}; torch -> Flax checks that the checkpoint holds exactly those
+values, Flax -> torch writes them.
 
 Both directions consume every key and produce every leaf or raise one `ConversionError`
 naming the missing, unexpected and mis-shaped keys.
@@ -70,12 +81,19 @@ class Leaf:
 
 
 def torch_key(collection: str, path: tuple[str, ...]) -> str:
-    try:
-        leaf = _LEAF_TO_TORCH[(collection, path[-1])]
-    except KeyError:
-        raise ConversionError(
-            f"no torch name for Flax leaf {collection}/{'/'.join(path)}") from None
+    leaf = _LEAF_TO_TORCH.get((collection, path[-1]))
+    if leaf is None:
+        if collection != "params" or path[-1] in {"kernel", "scale", "mean", "var"}:
+            raise ConversionError(
+                f"no torch name for Flax leaf {collection}/{'/'.join(path)}")
+        leaf = path[-1]  # a parameter kept under torch's own name and layout
     return ".".join(path[:-1] + (leaf,))
+
+
+def derived_buffers(model) -> "OrderedDict[str, np.ndarray]":
+    """The torch buffers `model`'s architecture fixes ({torch key: value}); see the docstring."""
+    fn = getattr(type(model), "torch_buffers", None)
+    return OrderedDict(fn(model)) if fn is not None else OrderedDict()
 
 
 def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -124,7 +142,8 @@ def variable_shapes(model) -> dict:
 
 
 def layout(name: str, **kwargs) -> "OrderedDict[str, Leaf]":
-    """torch key -> Leaf for registered model `name` built with `kwargs`."""
+    """torch key -> Leaf for registered model `name` built with `kwargs` (Flax variables only;
+    `derived_buffers` gives the rest of the torch state_dict)."""
     from flaxnets import create_model
 
     shapes = variable_shapes(create_model(name, **kwargs))
@@ -181,11 +200,19 @@ def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) ->
     Every key must be consumed and every Flax leaf produced with the right shape. Tensors
     keep their dtype (float32 stays float32; float64 needs `jax_enable_x64`).
     """
+    from flaxnets import create_model
+
     table = layout(name, **kwargs)
+    fixed = derived_buffers(create_model(name, **kwargs))
     arrays = {k: (tensor_to_numpy(v) if isinstance(v, torch.Tensor) else np.asarray(v))
               for k, v in state_dict.items()}
-    _check(name, {k: leaf.torch_shape for k, leaf in table.items()},
+    _check(name, {**{k: leaf.torch_shape for k, leaf in table.items()},
+                  **{k: v.shape for k, v in fixed.items()}},
            {k: a.shape for k, a in arrays.items()}, "torch keys")
+    wrong = [k for k, v in fixed.items() if not np.array_equal(arrays[k], v)]
+    if wrong:
+        raise ConversionError(f"{name}: buffers differ from the values the architecture fixes: "
+                              f"{_listing(wrong)}", mismatched=wrong)
     flat: dict[str, dict] = {col: {} for col in COLLECTIONS}
     for key, leaf in table.items():
         a = leaf.to_flax_layout(arrays[key])
@@ -197,7 +224,10 @@ def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) ->
 
 def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "OrderedDict[str, torch.Tensor]":
     """flaxnets variables -> torchvision state_dict (strict, shapes checked)."""
+    from flaxnets import create_model
+
     table = layout(name, **kwargs)
+    fixed = derived_buffers(create_model(name, **kwargs))
     unknown = sorted(set(variables) - set(COLLECTIONS))
     if unknown:
         raise ConversionError(f"{name}: unexpected variable collections {unknown}")
@@ -208,7 +238,10 @@ def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "O
     _check(name, {k: leaf.flax_shape for k, leaf in table.items()},
            {k: tuple(np.shape(v)) for k, (_, v) in got.items()}, "Flax leaves")
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key in torch_key_order(name, table, **kwargs):
+    for key in torch_key_order(name, [*table, *fixed], **kwargs):
+        if key in fixed:
+            out[key] = numpy_to_tensor(fixed[key])
+            continue
         leaf = table[key]
         a = leaf.to_torch_layout(np.asarray(jax.device_get(got[key][1])))
         if leaf.path[-1] == "num_batches_tracked":
@@ -217,8 +250,8 @@ def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "O
     return out
 
 
-def torch_key_order(name: str, table: Mapping[str, Leaf], **kwargs) -> list[str]:
-    """The keys of `table` in torchvision's state_dict order (from the torchref twin, built on
+def torch_key_order(name: str, table, **kwargs) -> list[str]:
+    """The keys of `table` (an iterable of torch keys) in torchvision's state_dict order (from the torchref twin, built on
     the meta device: no memory, no init cost); the Flax order if there is no twin."""
     import inspect
 
@@ -230,7 +263,8 @@ def torch_key_order(name: str, table: Mapping[str, Leaf], **kwargs) -> list[str]
     accepted = inspect.signature(builder).parameters
     with torch.device("meta"):
         model = builder(**{k: v for k, v in kwargs.items() if k in accepted})
-    order = [k for k in model.state_dict() if k in table]
+    keys = set(table)
+    order = [k for k in model.state_dict() if k in keys]
     return order + [k for k in table if k not in set(order)]
 
 

@@ -6,7 +6,8 @@ converter and `train.main --model` all look models up by torchvision's name.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, Mapping
 
 
 class Registry:
@@ -49,3 +50,14 @@ class Registry:
             return builder(**kwargs)
         except TypeError as e:
             raise TypeError(f"{name}: {e}") from e
+
+
+def register_variants(registry: Registry, variants: Mapping[str, Any],
+                      build: Callable[..., Any]) -> None:
+    """Register `build(config, **knobs)` under every name of `variants` (name -> config).
+
+    The registered builder is `functools.partial(build, config)`: its signature is `build`'s
+    keyword knobs, which the parity harness and the trainer read with `inspect.signature`.
+    """
+    for name, config in variants.items():
+        registry.register(name, functools.partial(build, config))
