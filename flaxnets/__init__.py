@@ -1,9 +1,14 @@
-"""flaxnets: torchvision's CNN classifiers in JAX/Flax, numerically identical to PyTorch.
+"""flaxnets: torchvision's (and timm's) image classifiers in JAX/Flax, numerically identical
+to PyTorch, with strict checkpoint conversion both ways.
 
     import flaxnets
     model = flaxnets.create_model("regnet_x_400mf")          # a flax.linen.Module, NHWC input
     variables = flaxnets.from_torch_state_dict("regnet_x_400mf", torch_state_dict)
     logits = model.apply(variables, images_nhwc, train=False)
+
+Importing flaxnets imports jax and flax, never torch or tensorflow, and starts no backend. The
+one process setting it makes is XLA:CPU's convolution flag (`flaxnets/_xla_flags.py`, only
+while jax's backend has not started; `FLAXNETS_NO_XLA_FLAGS=1` opts out).
 """
 from __future__ import annotations
 
@@ -43,11 +48,15 @@ from flaxnets import (  # noqa: E402,F401
     efficientnet,
 )
 from flaxnets.convert import (  # noqa: E402
+    ConversionError,
     from_torch_state_dict,
     init_variables,
     load_torch_checkpoint,
+    save_checkpoint,
+    to_numpy_state_dict,
     to_torch_state_dict,
 )
 
 __all__ = ["list_models", "create_model", "from_torch_state_dict", "to_torch_state_dict",
-           "load_torch_checkpoint", "init_variables", "register"]
+           "to_numpy_state_dict", "load_torch_checkpoint", "save_checkpoint", "init_variables",
+           "register", "ConversionError", "MODELS"]

@@ -7,7 +7,6 @@ Follows torchvision/models/alexnet.py (module paths `features.{0,3,6,8,10}`, `cl
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -17,23 +16,7 @@ from flaxnets.layers import (Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw, 
                              torch_default_bias, torch_default_init)
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvSpec:
-    features: int
-    kernel_size: int
-    stride: int
-    padding: int
-    pool: bool  # followed by MaxPool2d(3, stride=2)
-
-
-# The five convolutions of the one-tower network (arXiv:1404.5997), torchvision's widths.
-CONVS: tuple[ConvSpec, ...] = (
-    ConvSpec(64, 11, 4, 2, True),
-    ConvSpec(192, 5, 1, 2, True),
-    ConvSpec(384, 3, 1, 1, False),
-    ConvSpec(256, 3, 1, 1, False),
-    ConvSpec(256, 3, 1, 1, True),
-)
+from netspecs.alexnet import CONVS
 
 
 class Features(nn.Module):

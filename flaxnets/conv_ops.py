@@ -37,19 +37,18 @@ their kernel gradient becomes a dense C x C convolution plus a mask. So on CPU:
   convolution spread out by interior padding (no lhs-dilated convolution over zeros).
 
 Sub-float32 inputs are accumulated in float32 on the depthwise path. Measured GFLOP/s and the
-profile: docs/benchmarks.md (`python -m flaxnets.bench --convs`).
+profile: docs/benchmarks.md (`python -m benchmarks.bench --convs`).
 
-`FLAXNETS_CONV_IMPL` selects the implementation: ``auto`` (default: the fast paths on CPU,
-XLA's own grouped convolution elsewhere), ``plain`` (always `lax.conv_general_dilated`), or
-``fast`` (the fast paths on every backend). `conv2d(..., impl=...)` overrides it per call, and
-``with use_impl("plain"):`` for everything traced inside the block (this thread). The same
-switch selects `flaxnets.layers.BatchNorm2d`'s train-mode VJP (`fast_paths()`).
+The implementation is ``auto`` (the default: the fast paths on CPU, XLA's own convolutions
+elsewhere), ``plain`` (always `lax.conv_general_dilated`) or ``fast`` (the fast paths on every
+backend); one mechanism selects it: ``with conv_ops.use_impl("plain"):`` for everything traced
+inside the block (this thread), or `conv2d(..., impl=...)` for one call. The same switch
+selects `flaxnets.layers.BatchNorm2d`'s train-mode VJP (`fast_paths()`).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import threading
 
 import jax
@@ -74,7 +73,7 @@ _override = threading.local()
 
 @contextlib.contextmanager
 def use_impl(impl: str):
-    """Trace every `conv2d` inside the block with `impl` (beats FLAXNETS_CONV_IMPL; this thread).
+    """Trace every `conv2d` inside the block with `impl` (this thread; blocks nest).
 
     Applies to tracing: a function object jax has already traced and cached keeps its trace,
     so trace a fresh function (e.g. a new lambda) inside the block.
@@ -90,13 +89,8 @@ def use_impl(impl: str):
 
 
 def conv_impl() -> str:
-    impl = getattr(_override, "impl", None)
-    if impl is not None:
-        return impl
-    impl = os.environ.get("FLAXNETS_CONV_IMPL", "auto")
-    if impl not in IMPLS:
-        raise ValueError(f"FLAXNETS_CONV_IMPL={impl!r}: expected one of {', '.join(IMPLS)}")
-    return impl
+    """The implementation `conv2d` uses when traced here: the innermost `use_impl`, else auto."""
+    return getattr(_override, "impl", None) or "auto"
 
 
 def fast_paths(impl: str | None = None) -> bool:
@@ -105,6 +99,8 @@ def fast_paths(impl: str | None = None) -> bool:
 
 
 def _use_fast_paths(impl: str) -> bool:
+    if impl not in IMPLS:
+        raise ValueError(f"conv impl {impl!r}: expected one of {', '.join(IMPLS)}")
     if impl == "plain":
         return False
     if impl == "fast":

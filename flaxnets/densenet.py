@@ -15,28 +15,15 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from flaxnets import register
+from flaxnets import MODELS
+from netspecs.registry import register_variants
 from flaxnets.layers import BatchNorm2d, Conv2d, Linear, avg_pool2d, max_pool2d, relu
 
 # torch's kaiming_normal_ defaults: fan_in, gain sqrt(2), untruncated.
 kaiming_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
-@dataclasses.dataclass(frozen=True)
-class DenseNetConfig:
-    growth_rate: int                     # k
-    block_config: tuple[int, ...]        # dense layers per block
-    num_init_features: int               # stem width (2k)
-    bn_size: int = 4                     # bottleneck width = bn_size * k
-
-
-# Table 1 of the paper (DenseNet-BC, compression 0.5).
-VARIANTS: dict[str, DenseNetConfig] = {
-    "densenet121": DenseNetConfig(32, (6, 12, 24, 16), 64),
-    "densenet161": DenseNetConfig(48, (6, 12, 36, 24), 96),
-    "densenet169": DenseNetConfig(32, (6, 12, 32, 32), 64),
-    "densenet201": DenseNetConfig(32, (6, 12, 48, 32), 64),
-}
+from netspecs.densenet import DenseNetConfig, VARIANTS
 
 
 class DenseLayer(nn.Module):
@@ -129,13 +116,10 @@ class DenseNet(nn.Module):
                       name="classifier")(x)
 
 
-def _builder(cfg: DenseNetConfig):
-    def build(*, num_classes: int = 1000, drop_rate: float = 0.0, bn_size: int = 4,
-              memory_efficient: bool = False, dtype: Any = None) -> DenseNet:
-        return DenseNet(dataclasses.replace(cfg, bn_size=bn_size), drop_rate, num_classes,
-                        memory_efficient, dtype)
-    return build
+def build(cfg: DenseNetConfig, *, num_classes: int = 1000, drop_rate: float = 0.0, bn_size: int = 4,
+          memory_efficient: bool = False, dtype: Any = None) -> DenseNet:
+    return DenseNet(dataclasses.replace(cfg, bn_size=bn_size), drop_rate, num_classes,
+                    memory_efficient, dtype)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

@@ -123,20 +123,7 @@ class InceptionAux(_Block):
 
 
 # Table 1 of the paper: (module, Inception{A..E}, knobs); 299x299 input -> 35, 17, 8 grids.
-MIXED: tuple[tuple[str, str, dict], ...] = (
-    ("Mixed_5b", "A", {"pool_features": 32}),
-    ("Mixed_5c", "A", {"pool_features": 64}),
-    ("Mixed_5d", "A", {"pool_features": 64}),
-    ("Mixed_6a", "B", {}),
-    ("Mixed_6b", "C", {"channels_7x7": 128}),
-    ("Mixed_6c", "C", {"channels_7x7": 160}),
-    ("Mixed_6d", "C", {"channels_7x7": 160}),
-    ("Mixed_6e", "C", {"channels_7x7": 192}),
-    ("Mixed_7a", "D", {}),
-    ("Mixed_7b", "E", {}),
-    ("Mixed_7c", "E", {}),
-)
-
+from netspecs.inception import MIXED
 
 BLOCKS = {"A": InceptionA, "B": InceptionB, "C": InceptionC, "D": InceptionD, "E": InceptionE}
 

@@ -30,6 +30,7 @@ from jax import lax
 
 from flaxnets import conv_ops
 from flaxnets.conv_ops import conv2d
+from netspecs.common import make_divisible  # noqa: F401  (re-exported: one definition)
 
 Dtype = Any
 Act = Optional[Callable[[jax.Array], jax.Array]]
@@ -413,13 +414,3 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
 def flatten_nchw(x):
     """torch.flatten(x, 1) of the NCHW tensor this NHWC array stands for."""
     return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
-
-
-def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
-    """torchvision's _make_divisible (round to a multiple of divisor, never below 90% of v)."""
-    if min_value is None:
-        min_value = divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v

@@ -20,26 +20,17 @@ State dict (PyTorch layout, C = in_channels, K = num_classes), docs/lenet5.md:
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
 
-from flaxnets import register
+from flaxnets import MODELS
+from netspecs.registry import register_variants
 from flaxnets.layers import (Conv2d, Linear, flatten_nchw, max_pool2d, relu, torch_default_bias,
                              torch_default_init)
 
 
-@dataclasses.dataclass(frozen=True)
-class LeNetConfig:
-    conv_channels: tuple[int, int] = (6, 16)  # C1, C3
-    kernel_size: int = 5
-    fc_features: tuple[int, int] = (120, 84)  # C5, F6
-    input_size: int = 32
-
-
-# LeCun et al. 1998, Fig. 2.
-VARIANTS: dict[str, LeNetConfig] = {"lenet5": LeNetConfig()}
+from netspecs.lenet import LeNetConfig, VARIANTS
 
 
 class LeNet(nn.Module):
@@ -68,11 +59,8 @@ class LeNet(nn.Module):
         return Linear(self.num_classes, dtype=self.dtype, name="fc3")(x)
 
 
-def _builder(cfg: LeNetConfig):
-    def build(*, num_classes: int = 10, in_channels: int = 3, dtype: Any = None) -> LeNet:
-        return LeNet(cfg, num_classes, in_channels, dtype)
-    return build
+def build(cfg: LeNetConfig, *, num_classes: int = 10, in_channels: int = 3, dtype: Any = None) -> LeNet:
+    return LeNet(cfg, num_classes, in_channels, dtype)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

@@ -32,28 +32,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from flaxnets import register
-from flaxnets.layers import ConvBNAct, make_divisible
+from flaxnets import MODELS
+from netspecs.registry import register_variants
+from flaxnets.layers import ConvBNAct
 from flaxnets.mobilenetv2 import Classifier
 
-STEM = 32
-# Table 1: (output channels, stride) of the 13 depthwise-separable blocks.
-BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-          (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
-WIDTHS = {"mobilenet_v1": 1.0, "mobilenet_v1_0_75": 0.75, "mobilenet_v1_0_5": 0.5,
-          "mobilenet_v1_0_25": 0.25}
-
-
-def architecture(width_mult: float) -> tuple[int, tuple[tuple[int, int, int], ...]]:
-    """Stem channels and (in, out, stride) of every block."""
-    stem = make_divisible(STEM * width_mult, 8)
-    blocks, inp = [], stem
-    for c, s in BLOCKS:
-        oup = make_divisible(c * width_mult, 8)
-        blocks.append((inp, oup, s))
-        inp = oup
-    return stem, tuple(blocks)
-
+from netspecs.mobilenetv1 import WIDTHS, architecture
 
 class DepthwiseSeparable(nn.Module):
     features: int
@@ -94,11 +78,8 @@ class MobileNetV1(nn.Module):
                           name="classifier")(x, train)
 
 
-def _builder(width_mult: float):
-    def build(*, num_classes: int = 1000, dropout: float = 0.2, dtype: Any = None) -> MobileNetV1:
-        return MobileNetV1(width_mult, num_classes, dropout, dtype)
-    return build
+def build(width_mult: float, *, num_classes: int = 1000, dropout: float = 0.2, dtype: Any = None) -> MobileNetV1:
+    return MobileNetV1(width_mult, num_classes, dropout, dtype)
 
 
-for _name, _width in WIDTHS.items():
-    register(_name, _builder(_width))
+register_variants(MODELS, WIDTHS, build)

@@ -12,18 +12,13 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from flaxnets import register
+from flaxnets import MODELS
+from netspecs.registry import register_variants
 from flaxnets.layers import (BatchNorm2d, Conv2d, ConvBNAct, Linear, max_pool2d, relu,
                              torch_default_init)
 
 # Table 5: repeats of stages 2-4 and output channels of conv1, stages 2-4, conv5.
-STAGES_REPEATS = (4, 8, 4)
-VARIANTS: dict[str, tuple[int, ...]] = {
-    "shufflenet_v2_x0_5": (24, 48, 96, 192, 1024),
-    "shufflenet_v2_x1_0": (24, 116, 232, 464, 1024),
-    "shufflenet_v2_x1_5": (24, 176, 352, 704, 1024),
-    "shufflenet_v2_x2_0": (24, 244, 488, 976, 2048),
-}
+from netspecs.shufflenetv2 import STAGES_REPEATS, VARIANTS
 
 
 def channel_shuffle(x, groups: int):
@@ -117,11 +112,8 @@ class ShuffleNetV2(nn.Module):
         return Linear(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
-def _builder(channels: tuple[int, ...]):
-    def build(*, num_classes: int = 1000, dtype: Any = None) -> ShuffleNetV2:
-        return ShuffleNetV2(channels, num_classes=num_classes, dtype=dtype)
-    return build
+def build(channels: tuple[int, ...], *, num_classes: int = 1000, dtype: Any = None) -> ShuffleNetV2:
+    return ShuffleNetV2(channels, num_classes=num_classes, dtype=dtype)
 
 
-for _name, _channels in VARIANTS.items():
-    register(_name, _builder(_channels))
+register_variants(MODELS, VARIANTS, build)

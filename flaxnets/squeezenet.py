@@ -7,37 +7,19 @@ Paper: Iandola et al., "SqueezeNet: AlexNet-level accuracy with 50x fewer parame
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import Any, Union
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from flaxnets import register
+from flaxnets import MODELS
+from netspecs.registry import register_variants
 from flaxnets.layers import Conv2d, adaptive_avg_pool2d, max_pool2d, relu
 
-M = "M"  # MaxPool2d(3, stride=2, ceil_mode=True)
 # torchvision: init.kaiming_uniform_ (gain sqrt(2), fan_in), biases zero.
 kaiming_uniform = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
-
-
-@dataclasses.dataclass(frozen=True)
-class SqueezeNetConfig:
-    stem: tuple[int, int]  # (channels, kernel) of the stride-2 stem convolution
-    layers: tuple[Union[str, tuple[int, int, int]], ...]  # "M" or Fire (squeeze, e1x1, e3x3)
-
-
-VARIANTS: dict[str, SqueezeNetConfig] = {
-    # Iandola et al. 2016, Table 1.
-    "squeezenet1_0": SqueezeNetConfig((96, 7), (
-        M, (16, 64, 64), (16, 64, 64), (32, 128, 128), M, (32, 128, 128), (48, 192, 192),
-        (48, 192, 192), (64, 256, 256), M, (64, 256, 256))),
-    # SqueezeNet v1.1 release (2.4x less computation, same accuracy).
-    "squeezenet1_1": SqueezeNetConfig((64, 3), (
-        M, (16, 64, 64), (16, 64, 64), M, (32, 128, 128), (32, 128, 128), M, (48, 192, 192),
-        (48, 192, 192), (64, 256, 256), (64, 256, 256))),
-}
+from netspecs.squeezenet import M, SqueezeNetConfig, VARIANTS
 
 
 class Fire(nn.Module):
@@ -100,11 +82,8 @@ class SqueezeNet(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
-def _builder(cfg: SqueezeNetConfig):
-    def build(*, num_classes: int = 1000, dropout: float = 0.5, dtype: Any = None) -> SqueezeNet:
-        return SqueezeNet(cfg, num_classes, dropout, dtype)
-    return build
+def build(cfg: SqueezeNetConfig, *, num_classes: int = 1000, dropout: float = 0.5, dtype: Any = None) -> SqueezeNet:
+    return SqueezeNet(cfg, num_classes, dropout, dtype)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

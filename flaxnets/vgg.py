@@ -7,36 +7,17 @@ paths `features.N` in Sequential order, `classifier.{0,3,6}`).
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Union
+from typing import Any
 
 import flax.linen as nn
 
-from flaxnets import register
+from flaxnets import MODELS
+from netspecs.registry import register_variants
 from flaxnets.layers import (BatchNorm2d, Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw,
                              kaiming_fan_out, max_pool2d, relu, torch_default_bias,
                              torch_default_init)
 
-M = "M"  # MaxPool2d(2, 2)
-
-
-@dataclasses.dataclass(frozen=True)
-class VGGConfig:
-    layers: tuple[Union[int, str], ...]  # 3x3 conv widths and "M" max pools
-    batch_norm: bool = False
-
-
-# Simonyan & Zisserman 2015, Table 1.
-A = (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M)
-B = (64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M)
-D = (64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M)
-E = (64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M)
-VARIANTS: dict[str, VGGConfig] = {
-    "vgg11": VGGConfig(A), "vgg11_bn": VGGConfig(A, True),
-    "vgg13": VGGConfig(B), "vgg13_bn": VGGConfig(B, True),
-    "vgg16": VGGConfig(D), "vgg16_bn": VGGConfig(D, True),
-    "vgg19": VGGConfig(E), "vgg19_bn": VGGConfig(E, True),
-}
+from netspecs.vgg import M, VGGConfig, VARIANTS
 
 
 class Features(nn.Module):
@@ -96,12 +77,9 @@ class VGG(nn.Module):
                           name="classifier")(x, train)
 
 
-def _builder(cfg: VGGConfig):
-    def build(*, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5,
-              dtype: Any = None) -> VGG:
-        return VGG(cfg, num_classes, init_weights, dropout, dtype)
-    return build
+def build(cfg: VGGConfig, *, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5,
+          dtype: Any = None) -> VGG:
+    return VGG(cfg, num_classes, init_weights, dropout, dtype)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

@@ -1,4 +1,4 @@
-"""Smoke test of `python -m flaxnets.bench`: a tiny model, batch 2, 32x32, one timed round.
+"""Smoke test of `python -m benchmarks.bench`: a tiny model, batch 2, 32x32, one timed round.
 
 Checks the markdown table and the JSON fields, not the timings.
 """
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from flaxnets import bench
+from benchmarks import bench
 
 VARIANTS = {"flax train", "flax infer", "torch train", "torch infer", "torch-cl train", "torch-cl infer"}
 ROW_FIELDS = {"model", "variant", "framework", "mode", "img_s", "img_s_min", "img_s_max", "vs_torch",
@@ -38,7 +38,7 @@ def test_bench_smoke(tmp_path, capsys):
     assert next(r for r in rows if r["variant"] == "torch train")["vs_torch"] == 1.0
 
     text = md.read_text()
-    assert text.startswith("# Results\n\n<!-- bench:smoke -->\n`python -m flaxnets.bench --models lenet5")
+    assert text.startswith("# Results\n\n<!-- bench:smoke -->\n`python -m benchmarks.bench --models lenet5")
     assert text.endswith("<!-- /bench:smoke -->\ntail\n") and "old" not in text
     assert "1 untimed settle step(s) before each timed step" in text
     assert "Each framework in its own worker process; transparent huge pages" in text
@@ -86,9 +86,10 @@ def test_bench_rejects_bad_counts(capsys, opt, value):
 
 
 def test_regnet_blocks_smoke(capsys):
-    """`python -m flaxnets.bench_regnet_blocks`: one row per stage's first block and per
+    """`python -m benchmarks.regnet_blocks`: one row per stage's first block and per
     repeated block, counts adding up to the model's depth; not the timings."""
-    from flaxnets import bench_regnet_blocks, regnet
+    from benchmarks import regnet_blocks as bench_regnet_blocks
+    from flaxnets import regnet
 
     rows = bench_regnet_blocks.main(["--batch", "2", "--size", "32", "--repeats", "1"])
     stages = regnet.VARIANTS["regnet_x_400mf"].stages()

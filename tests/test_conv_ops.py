@@ -139,26 +139,27 @@ def test_bfloat16_depthwise_and_grouped_keep_dtype():
         np.testing.assert_allclose(float(y), float(ref.sum()), rtol=1e-2)
 
 
-def test_conv_impl_env_validation(monkeypatch):
-    monkeypatch.setenv("FLAXNETS_CONV_IMPL", "bogus")
-    with pytest.raises(ValueError, match="FLAXNETS_CONV_IMPL"):
-        conv_ops.conv2d(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 1, 4)), groups=4)
+def test_conv_impl_validation():
+    with pytest.raises(ValueError, match="bogus"):
+        conv_ops.conv2d(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 1, 4)), groups=4, impl="bogus")
     with pytest.raises(ValueError, match="groups"):
         conv_ops.conv2d(jnp.ones((1, 4, 4, 6)), jnp.ones((3, 3, 4, 4)), groups=2, impl="plain")
 
 
-def test_use_impl_overrides_env_and_restores(monkeypatch):
-    monkeypatch.setenv("FLAXNETS_CONV_IMPL", "fast")
+def test_use_impl_nests_and_restores():
     x, w = jnp.ones((1, 8, 8, 64)), jnp.ones((3, 3, 16, 64))
 
     def jaxpr():  # a fresh function each time: jax caches traces per function object
         return str(jax.make_jaxpr(lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, 4))(x, w))
 
-    assert "custom_vjp_call" in jaxpr()
-    with conv_ops.use_impl("plain"):
-        assert conv_ops.conv_impl() == "plain"
-        assert "feature_group_count=4" in jaxpr()
-    assert conv_ops.conv_impl() == "fast"
+    assert conv_ops.conv_impl() == "auto"
+    with conv_ops.use_impl("fast"):
+        assert "custom_vjp_call" in jaxpr()
+        with conv_ops.use_impl("plain"):
+            assert conv_ops.conv_impl() == "plain"
+            assert "feature_group_count=4" in jaxpr()
+        assert conv_ops.conv_impl() == "fast"
+    assert conv_ops.conv_impl() == "auto"
     with pytest.raises(ValueError, match="bogus"):
         with conv_ops.use_impl("bogus"):
             pass

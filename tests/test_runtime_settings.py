@@ -1,4 +1,4 @@
-"""flaxnets._xla_flags.reexec_with_thp: when the CLIs restart themselves with transparent huge
+"""flaxnets.runtime.reexec_with_thp: when the CLIs restart themselves with transparent huge
 pages for glibc, and that the restart keeps the interpreter, its options and the arguments."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from flaxnets import _xla_flags as xf
+from flaxnets import runtime as xf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLIBC_OK = sys.platform.startswith("linux") and (xf._glibc_version() or (0,)) >= (2, 35)
@@ -44,9 +44,9 @@ def test_thp_env_leaves_alone(sysfs, tmp_path):
     assert xf.thp_env({}, str(tmp_path / "missing")) is None  # no THP in this kernel
 
 
-SCRIPT = ("import json, os, sys; from flaxnets import _xla_flags as xf; xf.reexec_with_thp(); "
+SCRIPT = ("import json, os, sys; from flaxnets import runtime as xf; xf.reexec_with_thp(); "
           "print(json.dumps([os.environ.get('GLIBC_TUNABLES'), sys.argv[1:], sys.flags.optimize, "
-          "xf.APPLIED]))")
+          "xf.applied()]))")
 
 
 def _run(env_extra):

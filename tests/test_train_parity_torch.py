@@ -7,7 +7,7 @@ the float32 figure is printed, not asserted tightly. Model: regnet_x_400mf at 64
 randomised BatchNorm statistics, peak lr 0.01. (At 32x32 the last stage's BatchNorm sees 8
 values per channel (1x1 maps): its backward pass is so ill-conditioned that 1e-12 differences
 after the first step grow to 1e-6 by the third, on either side alone.) Convolutions use XLA's
-own grouped convolution (FLAXNETS_CONV_IMPL=plain): the same numbers as conv_ops' CPU fast
+own grouped convolution (conv_ops.use_impl("plain")): the same numbers as conv_ops' CPU fast
 path, compiled much faster. The torch side uses the schedule's values as optax computes them
 (float32, from an int32 step count).
 """
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import flaxnets
+from flaxnets import conv_ops
 import torchref
 from flaxnets.convert import tensor_to_numpy
 from parity_tests.harness import randomize_, rel_err
@@ -79,9 +80,8 @@ def report(dtype: str, errs: list[dict]) -> None:
               f"(worst {r['worst']}); fc.weight moved by {r['moved']:.2e}")
 
 
-def test_sgd_steps_match_torch_float64(monkeypatch):
-    monkeypatch.setenv("FLAXNETS_CONV_IMPL", "plain")
-    with jax.enable_x64(True):
+def test_sgd_steps_match_torch_float64():
+    with jax.enable_x64(True), conv_ops.use_impl("plain"):
         errs = run_both(torch.float64)
     report("float64", errs)
     assert errs[-1]["moved"] > 1e-2  # the steps did change the weights
@@ -89,11 +89,11 @@ def test_sgd_steps_match_torch_float64(monkeypatch):
         assert r["params"] <= 1e-10 and r["buffers"] <= 1e-10
 
 
-def test_sgd_steps_match_torch_float32(monkeypatch):
+def test_sgd_steps_match_torch_float32():
     """Printed, checked loosely: float32 rounding (1e-7) is amplified ~500x by one backward pass
     through 22 blocks of batch-8 BatchNorm, and compounds over the steps (see float64 above)."""
-    monkeypatch.setenv("FLAXNETS_CONV_IMPL", "plain")
-    errs = run_both(torch.float32)
+    with conv_ops.use_impl("plain"):
+        errs = run_both(torch.float32)
     report("float32", errs)
     assert errs[0]["params"] < 1e-3 and errs[0]["buffers"] < 1e-3
     assert all(np.isfinite(r["params"]) for r in errs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flaxnets.alexnet import CONVS
+from netspecs.alexnet import CONVS
 from torchref import register
 
 

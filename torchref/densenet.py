@@ -13,8 +13,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from flaxnets.densenet import VARIANTS, DenseNetConfig
-from torchref import register
+from netspecs.densenet import VARIANTS, DenseNetConfig
+from torchref import MODELS
+from netspecs.registry import register_variants
 
 
 class _DenseLayer(nn.Module):
@@ -108,13 +109,10 @@ class DenseNet(nn.Module):
         return self.classifier(torch.flatten(out, 1))
 
 
-def _builder(cfg: DenseNetConfig):
-    def build(*, num_classes: int = 1000, drop_rate: float = 0.0, bn_size: int = 4,
-              memory_efficient: bool = False) -> DenseNet:
-        return DenseNet(dataclasses.replace(cfg, bn_size=bn_size), drop_rate, num_classes,
-                        memory_efficient)
-    return build
+def build(cfg: DenseNetConfig, *, num_classes: int = 1000, drop_rate: float = 0.0, bn_size: int = 4,
+          memory_efficient: bool = False) -> DenseNet:
+    return DenseNet(dataclasses.replace(cfg, bn_size=bn_size), drop_rate, num_classes,
+                    memory_efficient)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

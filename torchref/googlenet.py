@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flaxnets.googlenet import INCEPTIONS, InceptionSpec
+from netspecs.googlenet import INCEPTIONS, InceptionSpec
 from torchref import register
 
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flaxnets.inception import MIXED
+from netspecs.inception import MIXED
 from torchref import register
 from torchref.googlenet import BasicConv2d, transform_inputs
 

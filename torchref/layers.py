@@ -6,7 +6,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from flaxnets.layers import make_divisible  # noqa: F401  (one definition for both sides)
+from netspecs.common import make_divisible  # noqa: F401  (one definition for both sides)
 
 
 class Conv2dNormActivation(nn.Sequential):

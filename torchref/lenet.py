@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from flaxnets.lenet import VARIANTS, LeNetConfig
-from torchref import register
+from netspecs.lenet import VARIANTS, LeNetConfig
+from torchref import MODELS
+from netspecs.registry import register_variants
 
 
 class LeNet(nn.Module):
@@ -31,11 +32,8 @@ class LeNet(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
-def _builder(cfg: LeNetConfig):
-    def build(*, num_classes: int = 10, in_channels: int = 3) -> LeNet:
-        return LeNet(cfg, num_classes, in_channels)
-    return build
+def build(cfg: LeNetConfig, *, num_classes: int = 10, in_channels: int = 3) -> LeNet:
+    return LeNet(cfg, num_classes, in_channels)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flaxnets.mobilenetv1 import WIDTHS, architecture
-from torchref import register
+from netspecs.mobilenetv1 import WIDTHS, architecture
+from torchref import MODELS
+from netspecs.registry import register_variants
 from torchref.layers import Conv2dNormActivation
 
 
@@ -44,11 +45,8 @@ class MobileNetV1(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _builder(width_mult: float):
-    def build(*, num_classes: int = 1000, dropout: float = 0.2) -> MobileNetV1:
-        return MobileNetV1(width_mult, num_classes, dropout)
-    return build
+def build(width_mult: float, *, num_classes: int = 1000, dropout: float = 0.2) -> MobileNetV1:
+    return MobileNetV1(width_mult, num_classes, dropout)
 
 
-for _name, _width in WIDTHS.items():
-    register(_name, _builder(_width))
+register_variants(MODELS, WIDTHS, build)

@@ -12,8 +12,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from flaxnets.regnet import VARIANTS, RegNetParams, StageSpec
-from torchref import register
+from netspecs.regnet import VARIANTS, RegNetParams, StageSpec
+from torchref import MODELS
+from netspecs.registry import register_variants
 from torchref.layers import Conv2dNormActivation, SqueezeExcitation
 
 
@@ -85,11 +86,8 @@ class RegNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(start_dim=1))
 
 
-def _builder(cfg: RegNetParams):
-    def build(*, num_classes: int = 1000, stem_width: int = 32) -> RegNet:
-        return RegNet(cfg, num_classes=num_classes, stem_width=stem_width)
-    return build
+def build(cfg: RegNetParams, *, num_classes: int = 1000, stem_width: int = 32) -> RegNet:
+    return RegNet(cfg, num_classes=num_classes, stem_width=stem_width)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

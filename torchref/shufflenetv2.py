@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flaxnets.shufflenetv2 import STAGES_REPEATS, VARIANTS
-from torchref import register
+from netspecs.shufflenetv2 import STAGES_REPEATS, VARIANTS
+from torchref import MODELS
+from netspecs.registry import register_variants
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -83,11 +84,8 @@ class ShuffleNetV2(nn.Module):
         return self.fc(self.conv5(x).mean([2, 3]))
 
 
-def _builder(channels: tuple[int, ...]):
-    def build(*, num_classes: int = 1000) -> ShuffleNetV2:
-        return ShuffleNetV2(channels, num_classes=num_classes)
-    return build
+def build(channels: tuple[int, ...], *, num_classes: int = 1000) -> ShuffleNetV2:
+    return ShuffleNetV2(channels, num_classes=num_classes)
 
 
-for _name, _channels in VARIANTS.items():
-    register(_name, _builder(_channels))
+register_variants(MODELS, VARIANTS, build)

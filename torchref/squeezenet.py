@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from flaxnets.squeezenet import M, VARIANTS, SqueezeNetConfig
-from torchref import register
+from netspecs.squeezenet import M, VARIANTS, SqueezeNetConfig
+from torchref import MODELS
+from netspecs.registry import register_variants
 
 
 class Fire(nn.Module):
@@ -58,11 +59,8 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
-def _builder(cfg: SqueezeNetConfig):
-    def build(*, num_classes: int = 1000, dropout: float = 0.5) -> SqueezeNet:
-        return SqueezeNet(cfg, num_classes, dropout)
-    return build
+def build(cfg: SqueezeNetConfig, *, num_classes: int = 1000, dropout: float = 0.5) -> SqueezeNet:
+    return SqueezeNet(cfg, num_classes, dropout)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flaxnets.vgg import M, VARIANTS, VGGConfig
-from torchref import register
+from netspecs.vgg import M, VARIANTS, VGGConfig
+from torchref import MODELS
+from netspecs.registry import register_variants
 
 
 def make_layers(cfg: VGGConfig) -> nn.Sequential:
@@ -53,11 +54,8 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def _builder(cfg: VGGConfig):
-    def build(*, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
-        return VGG(cfg, num_classes, init_weights, dropout)
-    return build
+def build(cfg: VGGConfig, *, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> VGG:
+    return VGG(cfg, num_classes, init_weights, dropout)
 
 
-for _name, _cfg in VARIANTS.items():
-    register(_name, _builder(_cfg))
+register_variants(MODELS, VARIANTS, build)

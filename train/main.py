@@ -23,10 +23,10 @@ from flax import serialization, traverse_util
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import flaxnets
-from flaxnets import conv_ops
+from flaxnets import conv_ops, runtime
 from train import checkpoint, data, optim, steps
 from train.config import TrainConfig, parse_args
-from train.logging import Logger
+from train.tb_logging import Logger
 from train.state import create_state
 
 
@@ -160,7 +160,7 @@ def run(cfg: TrainConfig) -> dict:
     log.print(f"{cfg.model} on {info.name} ({info.num_train} train / {info.num_eval} {info.eval_split}, "
               f"{num_classes} classes, {size}x{size}); {jax.device_count()} devices, {jax.process_count()} "
               f"processes; global batch {cfg.batch_size} x {spe} steps/epoch; workdir {workdir}; "
-              f"runtime settings: {', '.join(flaxnets._xla_flags.APPLIED) or 'none'}")
+              f"runtime settings: {', '.join(runtime.applied()) or 'none'}")
 
     repl = NamedSharding(mesh, P())
     x0 = jnp.zeros((1, size, size, 3), jnp.float32)
@@ -270,7 +270,7 @@ def run(cfg: TrainConfig) -> dict:
         "train_seconds": train_seconds, "compile_seconds": {k: v["seconds"] for k, v in compile_seconds.items()},
         "init_seconds": init_seconds, "setup_seconds": setup_seconds, "setup_cpu_seconds": setup_cpu,
         "wall_seconds": time.perf_counter() - t_start, "cpu_seconds": time.process_time() - cpu_start,
-        "devices": jax.device_count(), "runtime_settings": list(flaxnets._xla_flags.APPLIED),
+        "devices": jax.device_count(), "runtime_settings": list(runtime.applied()),
         "processes": jax.process_count(), "batch_size": cfg.batch_size, "dtype": cfg.dtype, "workdir": workdir,
     }
     mngr.close()
@@ -294,5 +294,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    flaxnets._xla_flags.reexec_with_thp()  # transparent huge pages: see flaxnets/_xla_flags.py
+    runtime.reexec_with_thp()  # transparent huge pages: see flaxnets/runtime.py
     sys.exit(main())

@@ -23,6 +23,10 @@ values, Flax -> torch writes them.
 
 Both directions consume every key and produce every leaf or raise one `ConversionError`
 naming the missing, unexpected and mis-shaped keys.
+
+torch is optional: state_dicts of numpy arrays and `.safetensors` files convert without it
+(`to_numpy_state_dict`); `.pth` files, `to_torch_state_dict` and torch's key order need the
+`torch` extra (`pip install flaxnets[torch]`).
 """
 from __future__ import annotations
 
@@ -31,11 +35,12 @@ import os
 from collections import OrderedDict
 from typing import Any, Mapping
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
-import torch
 
 _LEAF_TO_TORCH = {
     ("params", "kernel"): "weight",
@@ -180,14 +185,34 @@ def _check(name: str, expected: Mapping[str, tuple], got: Mapping[str, tuple], w
                               [k for k in expected if k in got and tuple(expected[k]) != tuple(got[k])])
 
 
-def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
+def require_torch(what: str):
+    """torch, or one clear ImportError naming the extra to install."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"{what} needs PyTorch: pip install 'flaxnets[torch]'") from None
+    return torch
+
+
+def is_torch_tensor(v) -> bool:
+    torch = sys.modules.get("torch")  # a torch tensor exists only if torch is imported
+    return torch is not None and isinstance(v, torch.Tensor)
+
+
+def tensor_to_numpy(t) -> np.ndarray:
+    """A torch tensor (or anything array-like) as a numpy array; bfloat16 as ml_dtypes'."""
+    if not is_torch_tensor(t):
+        return np.asarray(t)
+    import torch
+
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:  # numpy has no bfloat16: reinterpret the bits
         return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
     return t.numpy()
 
 
-def numpy_to_tensor(a: np.ndarray) -> torch.Tensor:
+def numpy_to_tensor(a: np.ndarray):
+    torch = require_torch("numpy_to_tensor")
     a = np.array(a, order="C", copy=True)  # (np.ascontiguousarray would make 0-d arrays 1-d)
     if a.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
@@ -197,15 +222,14 @@ def numpy_to_tensor(a: np.ndarray) -> torch.Tensor:
 def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) -> dict:
     """torchvision state_dict -> {"params": ..., "batch_stats": ...} for flaxnets model `name`.
 
-    Every key must be consumed and every Flax leaf produced with the right shape. Tensors
+    Values may be torch tensors or numpy arrays (torch's layout). Every key must be consumed and every Flax leaf produced with the right shape. Tensors
     keep their dtype (float32 stays float32; float64 needs `jax_enable_x64`).
     """
     from flaxnets import create_model
 
     table = layout(name, **kwargs)
     fixed = derived_buffers(create_model(name, **kwargs))
-    arrays = {k: (tensor_to_numpy(v) if isinstance(v, torch.Tensor) else np.asarray(v))
-              for k, v in state_dict.items()}
+    arrays = {k: tensor_to_numpy(v) for k, v in state_dict.items()}
     _check(name, {**{k: leaf.torch_shape for k, leaf in table.items()},
                   **{k: v.shape for k, v in fixed.items()}},
            {k: a.shape for k, a in arrays.items()}, "torch keys")
@@ -222,8 +246,11 @@ def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) ->
     return {col: _unflatten(f) for col, f in flat.items() if f}
 
 
-def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "OrderedDict[str, torch.Tensor]":
-    """flaxnets variables -> torchvision state_dict (strict, shapes checked)."""
+def to_numpy_state_dict(name: str, variables: Mapping[str, Any], *, torch_order: bool | None = None,
+                        **kwargs) -> "OrderedDict[str, np.ndarray]":
+    """flaxnets variables -> torchvision state_dict as numpy arrays (strict, shapes checked;
+    no torch needed). Keys in torchvision's order when torch is installed (`torch_order=None`),
+    else in the Flax model's order."""
     from flaxnets import create_model
 
     table = layout(name, **kwargs)
@@ -237,17 +264,38 @@ def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "O
             got[torch_key(col, path)] = (path, v)
     _check(name, {k: leaf.flax_shape for k, leaf in table.items()},
            {k: tuple(np.shape(v)) for k, (_, v) in got.items()}, "Flax leaves")
-    out: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for key in torch_key_order(name, [*table, *fixed], **kwargs):
+    keys = [*table, *fixed]
+    if torch_order is None:
+        torch_order = _torch_available()
+    if torch_order:
+        keys = torch_key_order(name, keys, **kwargs)
+    out: OrderedDict[str, np.ndarray] = OrderedDict()
+    for key in keys:
         if key in fixed:
-            out[key] = numpy_to_tensor(fixed[key])
+            out[key] = np.array(fixed[key])
             continue
         leaf = table[key]
         a = leaf.to_torch_layout(np.asarray(jax.device_get(got[key][1])))
         if leaf.path[-1] == "num_batches_tracked":
             a = a.astype(np.int64)
-        out[key] = numpy_to_tensor(a)
+        out[key] = a
     return out
+
+
+def to_torch_state_dict(name: str, variables: Mapping[str, Any], **kwargs) -> "OrderedDict[str, Any]":
+    """flaxnets variables -> torchvision state_dict of torch tensors, in torchvision's key order
+    (strict, shapes checked). Needs the `torch` extra."""
+    require_torch("to_torch_state_dict")
+    arrays = to_numpy_state_dict(name, variables, torch_order=True, **kwargs)
+    return OrderedDict((k, numpy_to_tensor(a)) for k, a in arrays.items())
+
+
+def _torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def torch_key_order(name: str, table, **kwargs) -> list[str]:
@@ -255,6 +303,7 @@ def torch_key_order(name: str, table, **kwargs) -> list[str]:
     the meta device: no memory, no init cost); the Flax order if there is no twin."""
     import inspect
 
+    torch = require_torch("torchvision's key order")
     import torchref
 
     if name not in torchref.MODELS:
@@ -269,32 +318,52 @@ def torch_key_order(name: str, table, **kwargs) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- files
-def load_torch_checkpoint(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+def load_torch_checkpoint(path: str | os.PathLike) -> "OrderedDict[str, Any]":
     """Read a torchvision-style checkpoint: a plain state_dict `.pth`, a dict wrapping one
-    under "state_dict" or "model", DataParallel's "module." prefix, or `.safetensors`."""
+    under "state_dict" or "model", DataParallel's "module." prefix, or `.safetensors`.
+
+    `.safetensors` files are read as numpy arrays without torch; `.pth` files need the
+    `torch` extra and give torch tensors. Either converts with `from_torch_state_dict`."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    safetensors_file = path.endswith(".safetensors")
+    torch = None if safetensors_file else require_torch(f"reading {path} (a .pth checkpoint)")
     try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-            obj = load_file(path)
+        if safetensors_file:
+            from flaxnets.convert import safetensors_io
+            obj = safetensors_io.load(path)
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, corrupt, or not a checkpoint at all
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: "
+        raise ValueError(f"{path}: not a readable {'safetensors' if safetensors_file else 'torch'} "
+                         f"checkpoint ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
             obj = obj[wrapper]
             break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    tensor = np.ndarray if safetensors_file else torch.Tensor
+    if not isinstance(obj, Mapping) or not all(isinstance(v, tensor) for v in obj.values()):
         raise ValueError(f"{path}: expected a state_dict of tensors (optionally under "
                          f"'state_dict' or 'model'), got {type(obj).__name__}")
     keys = list(obj)
     if keys and all(k.startswith("module.") for k in keys):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return OrderedDict(obj)
+
+
+def save_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, Any]) -> None:
+    """Write a torch-layout state_dict (torch tensors or numpy arrays): `.safetensors` without
+    torch, anything else with `torch.save` (the `torch` extra)."""
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        from flaxnets.convert import safetensors_io
+        safetensors_io.save(path, {k: tensor_to_numpy(v) for k, v in state_dict.items()})
+        return
+    torch = require_torch(f"writing {path} (a .pth checkpoint)")
+    torch.save(OrderedDict((k, v if is_torch_tensor(v) else numpy_to_tensor(v))
+                           for k, v in state_dict.items()), path)
 
 
 def init_variables(name: str, rng=None, **kwargs) -> dict:

@@ -6,7 +6,8 @@
 torch -> Flax reads a torchvision `.pth` state_dict (plain, wrapped under "state_dict" or
 "model", with or without DataParallel's "module." prefix) or a `.safetensors` file and writes
 Flax variables ({"params", "batch_stats"}) as msgpack (`flax.serialization`). `--to-torch`
-reads such a msgpack file and writes a `.pth` state_dict. Outputs are written to a temporary
+reads such a msgpack file and writes a `.pth` state_dict (or `.safetensors`, by the output's
+suffix). `.safetensors` in either direction needs no torch; `.pth` needs the `torch` extra. Outputs are written to a temporary
 file and renamed into place only when everything succeeded; an existing output is never
 replaced without `--force`.
 """
@@ -76,10 +77,9 @@ def write_flax_variables(path: str, variables) -> None:
 
 
 def run(args) -> str:
-    import torch
-
     import flaxnets
-    from flaxnets.convert import from_torch_state_dict, load_torch_checkpoint, to_torch_state_dict
+    from flaxnets.convert import (from_torch_state_dict, load_torch_checkpoint, save_checkpoint,
+                                  to_numpy_state_dict)
 
     flaxnets.MODELS.get(args.model)  # unknown names fail before any file is read
     if os.path.exists(args.output) and not args.force:
@@ -87,8 +87,9 @@ def run(args) -> str:
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     if args.to_torch:
         variables = read_flax_variables(args.checkpoint)
-        sd = to_torch_state_dict(args.model, variables, **kwargs)
-        _atomic_write(args.output, lambda tmp: torch.save(sd, tmp))
+        sd = to_numpy_state_dict(args.model, variables, **kwargs)
+        # _atomic_write's temporary name keeps the output's suffix, which picks the format.
+        _atomic_write(args.output, lambda tmp: save_checkpoint(tmp, sd))
         return f"wrote {len(sd)} tensors to {args.output}"
     sd = load_torch_checkpoint(args.checkpoint)
     variables = from_torch_state_dict(args.model, sd, **kwargs)
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         print(run(args))
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError, ImportError) as e:
         from flaxnets.convert import ConversionError
 
         msg = str(e).replace("\n", " ")

@@ -1,8 +1,8 @@
 """Per-block train-mode forward+backward times of a RegNet, Flax (jax.jit) against torchref.
 
-    python -m flaxnets.bench_regnet_blocks [--model regnet_x_400mf] [--batch 32] [--repeats 7]
+    python -m benchmarks.regnet_blocks [--model regnet_x_400mf] [--batch 32] [--repeats 7]
 
-Where `python -m flaxnets.bench` says how far a whole RegNet train step is from torch, this
+Where `python -m benchmarks.bench` says how far a whole RegNet train step is from torch, this
 says which blocks make the difference: for the first block of every stage and one repeated
 block, the time of one forward + backward (loss sum(y²), gradients for the parameters and the
 input, BatchNorm in train mode) at the block's input size for a 224² image, Flax and torch
@@ -37,7 +37,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv=None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m flaxnets.bench_regnet_blocks",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.regnet_blocks",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--model", default="regnet_x_400mf")
     p.add_argument("--batch", type=_positive, default=32)
@@ -113,7 +113,7 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from flaxnets import _xla_flags
+    from flaxnets import runtime
 
-    _xla_flags.reexec_with_thp()
+    runtime.reexec_with_thp()
     main()

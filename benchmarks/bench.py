@@ -1,9 +1,9 @@
 """Throughput benchmark: flaxnets (jax.jit) against torchref (PyTorch eager) on this machine.
 
-    python -m flaxnets.bench --models regnet_x_400mf,resnet50 --batch 32 --size 224 \
+    python -m benchmarks.bench --models regnet_x_400mf,resnet50 --batch 32 --size 224 \
         [--repeats 5] [--torch-compile] [--dtype float32|bfloat16] \
         [--out docs/benchmarks.md --tag fp32] [--json out.json]
-    python -m flaxnets.bench --convs [--repeats 5] [--out ... --tag convs]
+    python -m benchmarks.bench --convs [--repeats 5] [--out ... --tag convs]
 
 For each model the Flax variants run in one worker process and the torch variants in another
 (as a user trains with one framework per process; ``--same-process`` puts all in this one,
@@ -17,7 +17,7 @@ step: 34 img/s next to Flax, 60 alone). docs/benchmarks.md has the measurements.
 
 ``--thp flax`` (default): the Flax worker runs with transparent huge pages for glibc's
 allocations (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, which ``python -m train.main`` sets for
-itself, `flaxnets._xla_flags.reexec_with_thp`), torch in its default environment; ``--thp both``
+itself, `flaxnets.runtime.reexec_with_thp`), torch in its default environment; ``--thp both``
 gives torch the same, ``--thp none`` neither.
 
 - ``flax train``: jitted step = forward, softmax cross-entropy, grads, optax SGD+momentum,
@@ -65,6 +65,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import flaxnets.runtime  # noqa: F401
 import flaxnets  # first: applies flaxnets' XLA:CPU flags before jax starts its backend
 
 # On a GPU jax would otherwise preallocate 75% of the device, leaving torch little room.
@@ -344,7 +345,7 @@ def _worker(conn, framework: str, name: str, opts: dict, classes: int | None) ->
     """Worker-process mode: build one framework's variants here and step them on request."""
     try:
         if opts.get("malloc_tuning"):
-            flaxnets._xla_flags.tune_malloc()
+            flaxnets.runtime.tune_malloc()
         if framework != "flax":
             import torch
 
@@ -368,7 +369,7 @@ def _worker_tunables(thp: bool) -> tuple[str, bool]:
     any glibc.malloc.hugetlb choice (--thp decides), plus ours if `thp` and THP can apply."""
     base = ":".join(t for t in os.environ.get("GLIBC_TUNABLES", "").split(":")
                     if t and not t.startswith("glibc.malloc.hugetlb"))
-    env = flaxnets._xla_flags.thp_env({**os.environ, "GLIBC_TUNABLES": base}) if thp else None
+    env = flaxnets.runtime.thp_env({**os.environ, "GLIBC_TUNABLES": base}) if thp else None
     return (env["GLIBC_TUNABLES"], True) if env else (base, False)
 
 
@@ -577,8 +578,8 @@ def machine_info(device: str = "cpu") -> dict:
         "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
-        "flaxnets_runtime_settings": list(flaxnets._xla_flags.APPLIED),
-        "FLAXNETS_CONV_IMPL": os.environ.get("FLAXNETS_CONV_IMPL", "auto"),
+        "flaxnets_runtime_settings": list(flaxnets.runtime.applied()),
+        "conv_impl": "auto",
         "loadavg_start": os.getloadavg(),
         "device": device,
         "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
@@ -654,7 +655,7 @@ def write_markdown(path: str, tag: str, text: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m flaxnets.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
     p.add_argument("--models", default="regnet_x_400mf")
     p.add_argument("--convs", action="store_true", help="conv_ops micro-benchmark instead of models")
     p.add_argument("--batch", type=int, default=32)
@@ -678,7 +679,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--infer-only", action="store_true")
     p.add_argument("--malloc-tuning", action="store_true",
-                   help="flaxnets._xla_flags.tune_malloc() first (keeps freed memory in the heap)")
+                   help="flaxnets.runtime.tune_malloc() first (keeps freed memory in the heap)")
     p.add_argument("--out", help="markdown file: replaces/appends the <!-- bench:TAG --> block")
     p.add_argument("--tag", default="results")
     p.add_argument("--json")
@@ -697,7 +698,7 @@ def main(argv=None) -> dict:
     if unknown and not args.convs:
         p.error(f"--models: unknown model name(s) {', '.join(map(repr, unknown))} "
                 f"(python -c 'import flaxnets; print(flaxnets.list_models())')")
-    if args.malloc_tuning and not flaxnets._xla_flags.tune_malloc():
+    if args.malloc_tuning and not flaxnets.runtime.tune_malloc():
         log("--malloc-tuning: not applied (not glibc, or jax's backend already started)")
     import torch
 
@@ -711,11 +712,11 @@ def main(argv=None) -> dict:
         meta["thp"] = {"flax": _worker_tunables(args.thp in ("flax", "both"))[1],
                        "torch": _worker_tunables(args.thp == "both")[1]}
     else:
-        meta["thp"] = {"flax": flaxnets._xla_flags.thp_active(), "torch": flaxnets._xla_flags.thp_active()}
+        meta["thp"] = {"flax": flaxnets.runtime.thp_active(), "torch": flaxnets.runtime.thp_active()}
     meta["isolate"] = args.isolate
     log(f"{meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_start'][0]:.1f}; "
         f"XLA_FLAGS={meta['XLA_FLAGS']!r}")
-    command = "python -m flaxnets.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.convs:
         results = {"command": command, "repeats": args.repeats, "meta": meta,
                    "convs": conv_bench(args.repeats)}
@@ -759,7 +760,7 @@ def _emit(results: dict, text: str, args) -> dict:
 if __name__ == "__main__":
     _a = parser().parse_known_args()[0]
     if _a.same_process and _a.thp != "none":
-        flaxnets._xla_flags.reexec_with_thp()
+        flaxnets.runtime.reexec_with_thp()
     failed = [m["model"] for m in main().get("models", []) if m.get("error")]
     if failed:
         log(f"failed: {', '.join(failed)} (rows marked in the table)")
