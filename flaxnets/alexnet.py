@@ -14,8 +14,6 @@ import flax.linen as nn
 from flaxnets import register
 from flaxnets.layers import (Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw, max_pool2d, relu,
                              torch_default_bias, torch_default_init)
-
-
 from netspecs.alexnet import CONVS
 
 

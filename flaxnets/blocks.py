@@ -9,91 +9,16 @@ torchvision/models/efficientnet.py `MBConv` / `FusedMBConv`: each is a `block` S
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, NamedTuple, Optional
+from typing import Any
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-from flaxnets import layers
-from flaxnets.layers import ConvBNAct, SqueezeExcitation, hardswish, relu, sigmoid, silu, stochastic_depth
-
-
-@jax.custom_vjp
-def hardsigmoid(x):
-    """torch's hardsigmoid, including its backward: the slope is float32(1/6) in every dtype
-    (ATen's `one_sixth(1.0f / 6.0f)`), 3e-8 off 1/6 in float64."""
-    return layers.hardsigmoid(x)
-
-
-def _hardsigmoid_fwd(x):
-    return hardsigmoid(x), x
-
-
-def _hardsigmoid_bwd(x, g):
-    return (jnp.where((x > -3) & (x < 3), g * float(np.float32(1 / 6)), jnp.zeros_like(g)),)
-
-
-hardsigmoid.defvjp(_hardsigmoid_fwd, _hardsigmoid_bwd)
+from flaxnets.layers import (ConvBNAct, SqueezeExcitation, hardsigmoid, hardswish, relu, sigmoid,
+                             silu, stochastic_depth)
+from netspecs.blocks import SE, BlockSpec
 
 ACTS = {"relu": relu, "hardswish": hardswish, "silu": silu, "sigmoid": sigmoid,
         "hardsigmoid": hardsigmoid}
-
-
-class Conv(NamedTuple):
-    """A Conv2dNormActivation in `block`."""
-    out: int
-    kernel: int
-    stride: int = 1
-    dilation: int = 1
-    groups: int = 1
-    act: Optional[str] = None
-
-
-class SE(NamedTuple):
-    """A SqueezeExcitation in `block`."""
-    squeeze: int
-    act: str
-    scale_act: str
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockSpec:
-    in_channels: int
-    expanded: int
-    out_channels: int
-    kernel: int
-    stride: int
-    act: str                      # key of ACTS
-    se: Optional[SE] = None
-    fused: bool = False           # FusedMBConv: k x k expand conv instead of 1x1 + depthwise
-    dilation: int = 1
-    sd_prob: Optional[float] = None  # stochastic depth on the residual (None: MobileNetV3, none)
-
-    @property
-    def use_res_connect(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
-
-    def layers(self) -> list:
-        """torchvision's `block` Sequential, in order."""
-        if self.fused:
-            if self.expanded == self.in_channels:  # no project conv: one activated k x k conv
-                return [Conv(self.out_channels, self.kernel, self.stride, act=self.act)]
-            return [Conv(self.expanded, self.kernel, self.stride, act=self.act),
-                    Conv(self.out_channels, 1)]
-        layers = []
-        if self.expanded != self.in_channels:
-            layers.append(Conv(self.expanded, 1, act=self.act))
-        # MobileNetV3's dilated tail keeps stride 1 (but still no residual: stride says 2).
-        stride = 1 if self.dilation > 1 else self.stride
-        layers.append(Conv(self.expanded, self.kernel, stride, self.dilation, self.expanded,
-                           self.act))
-        if self.se is not None:
-            layers.append(self.se)
-        layers.append(Conv(self.out_channels, 1))
-        return layers
 
 
 class _Block(nn.Module):

@@ -18,12 +18,10 @@ import jax.numpy as jnp
 from flaxnets import MODELS
 from netspecs.registry import register_variants
 from flaxnets.layers import BatchNorm2d, Conv2d, Linear, avg_pool2d, max_pool2d, relu
+from netspecs.densenet import DenseNetConfig, VARIANTS
 
 # torch's kaiming_normal_ defaults: fan_in, gain sqrt(2), untruncated.
 kaiming_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-
-
-from netspecs.densenet import DenseNetConfig, VARIANTS
 
 
 class DenseLayer(nn.Module):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flaxnets import register
 from flaxnets.layers import (BatchNorm2d, Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw,
                              max_pool2d, relu, torch_default_init)
+from netspecs.googlenet import InceptionSpec, INCEPTIONS
 
 
 def trunc_normal(std: float) -> Callable:
@@ -64,9 +65,6 @@ class _Seq(nn.Module):
             x = BasicConv2d(f, k, padding=p, kernel_init=self.kernel_init, dtype=self.dtype,
                             name=str(i))(x, train)
         return x
-
-
-from netspecs.googlenet import InceptionSpec, INCEPTIONS
 
 
 class Inception(nn.Module):

@@ -25,12 +25,10 @@ from typing import Any
 import flax.linen as nn
 
 from flaxnets import MODELS
-from netspecs.registry import register_variants
 from flaxnets.layers import (Conv2d, Linear, flatten_nchw, max_pool2d, relu, torch_default_bias,
                              torch_default_init)
-
-
-from netspecs.lenet import LeNetConfig, VARIANTS
+from netspecs.lenet import VARIANTS, LeNetConfig
+from netspecs.registry import register_variants
 
 
 class LeNet(nn.Module):

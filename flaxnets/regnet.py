@@ -14,8 +14,6 @@ import jax.numpy as jnp
 from flaxnets import MODELS
 from netspecs.registry import register_variants
 from flaxnets.layers import ConvBNAct, Linear, SqueezeExcitation, relu
-
-
 from netspecs.regnet import StageSpec, RegNetParams, VARIANTS
 
 

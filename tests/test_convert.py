@@ -11,7 +11,8 @@ import torch
 
 import flaxnets
 import torchref
-from flaxnets.convert import ConversionError, from_torch_state_dict, load_torch_checkpoint, to_torch_state_dict
+from flaxnets.convert import (ConversionError, from_torch_state_dict, layout, load_torch_checkpoint,
+                              to_torch_state_dict)
 from flaxnets.convert.__main__ import main as convert_main
 
 NAME = "regnet_x_400mf"
@@ -59,9 +60,16 @@ def test_wrong_family_names_keys_and_shapes():
     with pytest.raises(ConversionError) as e:
         from_torch_state_dict(NAME, sd)
     msg = str(e.value)
-    assert "missing" not in msg.split(":")[1] or True
-    assert "unexpected" in msg and "f.se.fc1.weight" in msg
-    assert "shape mismatches" in msg and "expected" in msg
+    table = layout(NAME)
+    missing = [k for k in table if k not in sd]
+    unexpected = [k for k in sd if k not in table]
+    mismatched = [k for k in table if k in sd and tuple(sd[k].shape) != table[k].torch_shape]
+    assert missing and unexpected and mismatched  # regnet_y_400mf differs in all three ways
+    assert e.value.missing == missing and e.value.unexpected == unexpected
+    assert e.value.mismatched == mismatched
+    assert f"missing {len(missing)} torch keys: {missing[0]}" in msg
+    assert f"unexpected {len(unexpected)} torch keys: {unexpected[0]}" in msg
+    assert f"{len(mismatched)} shape mismatches: {mismatched[0]}: expected" in msg
 
 
 def test_missing_unexpected_and_shape(state_dict):
@@ -175,3 +183,31 @@ def test_registry_errors():
         flaxnets.register(NAME, lambda: None)
     with pytest.raises(ValueError, match="already registered"):
         torchref.register(NAME, lambda: None)
+
+
+def test_safetensors_without_torch_api_bit_exact(tmp_path, state_dict):
+    """Our safetensors reader/writer (numpy, no torch) against safetensors' torch API, bf16 too."""
+    from safetensors.torch import load_file, save_file
+
+    from flaxnets.convert import save_checkpoint, to_numpy_state_dict
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        theirs = tmp_path / f"theirs_{dtype}.safetensors"
+        save_file(sd, str(theirs))
+        with jax.enable_x64(dtype == torch.float64):
+            arrays = load_torch_checkpoint(theirs)  # numpy arrays, not tensors
+            assert all(not isinstance(a, torch.Tensor) for a in arrays.values())
+            variables = from_torch_state_dict(NAME, arrays)
+            ours = tmp_path / f"ours_{dtype}.safetensors"
+            save_checkpoint(ours, to_numpy_state_dict(NAME, variables))
+        _equal(load_file(str(ours)), sd, ordered=False)
+
+
+def test_cli_to_safetensors(tmp_path, state_dict):
+    from safetensors.torch import load_file, save_file
+
+    src, msg, back = tmp_path / "w.safetensors", tmp_path / "w.msgpack", tmp_path / "back.safetensors"
+    save_file(dict(state_dict), str(src))
+    assert convert_main([NAME, str(src), "-o", str(msg)]) == 0
+    assert convert_main([NAME, str(msg), "-o", str(back), "--to-torch"]) == 0
+    _equal(load_file(str(back)), dict(state_dict), ordered=False)

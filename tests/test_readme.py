@@ -20,7 +20,7 @@ def block(marker: str) -> str:
 
 
 def test_quick_start_commands():
-    assert block("ci:install").strip() == 'pip install -e ".[test]"'
+    assert block("ci:install").strip() == 'pip install -e ".[torch,train,test]" torch==2.13.0'
     assert block("ci:main").strip() == "python -m train.main --model regnet_x_400mf"
     assert block("ci:test").strip().startswith("pytest")
 

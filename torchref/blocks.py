@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from flaxnets.blocks import SE, BlockSpec
+from netspecs.blocks import SE, BlockSpec
 from torchref.layers import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 
 ACTS = {"relu": nn.ReLU, "hardswish": nn.Hardswish, "silu": nn.SiLU, "sigmoid": nn.Sigmoid,

@@ -12,7 +12,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from flaxnets.efficientnet import VARIANTS, EfficientNetConfig
+from netspecs.efficientnet import VARIANTS, EfficientNetConfig
 from torchref import register
 from torchref.blocks import InvertedResidual
 from torchref.layers import Conv2dNormActivation

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flaxnets.mnasnet import ALPHAS, BN_MOMENTUM, STACKS, get_depths
+from netspecs.mnasnet import ALPHAS, BN_MOMENTUM, STACKS, get_depths
 from torchref import register
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flaxnets.mobilenetv2 import BlockSpec, architecture
+from netspecs.mobilenetv2 import BlockSpec, architecture
 from torchref import register
 from torchref.layers import Conv2dNormActivation
 

@@ -10,8 +10,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from flaxnets.blocks import BlockSpec
-from flaxnets.mobilenetv3 import BN_EPS, BN_MOMENTUM, VARIANTS, mobilenet_v3_conf
+from netspecs.blocks import BlockSpec
+from netspecs.mobilenetv3 import BN_EPS, BN_MOMENTUM, VARIANTS, mobilenet_v3_conf
 from torchref import register
 from torchref.blocks import InvertedResidual
 from torchref.layers import Conv2dNormActivation

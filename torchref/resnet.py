@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from flaxnets.resnet import VARIANTS, ResNetConfig
+from netspecs.resnet import VARIANTS, ResNetConfig
 from torchref import register
 
 
