@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flaxnets import _xla_flags  # noqa: F401  (first: XLA:CPU flags before jax's backend starts)
 
-from netspecs.registry import Registry
+from netspecs.registry import Registry, import_families
 
 MODELS = Registry("flaxnets")
 register = MODELS.register
@@ -29,24 +29,8 @@ def create_model(name: str, **kwargs):
     return MODELS.create(name, **kwargs)
 
 
-# Families register themselves on import.
-from flaxnets import (  # noqa: E402,F401
-    regnet,
-    resnet,
-    vgg,
-    alexnet,
-    squeezenet,
-    lenet,
-    googlenet,
-    inception,
-    densenet,
-    mobilenetv1,
-    mobilenetv2,
-    mobilenetv3,
-    mnasnet,
-    shufflenetv2,
-    efficientnet,
-)
+# Families register themselves on import (the list: netspecs.FAMILIES).
+import_families("flaxnets")
 from flaxnets.convert import (  # noqa: E402
     ConversionError,
     from_torch_state_dict,

@@ -5,3 +5,11 @@ numpy where a design rule needs torch's float32 arithmetic), so both implementat
 same numbers without importing each other's framework: importing `netspecs` imports neither
 jax, flax nor torch.
 """
+
+# Every family, by module name: `flaxnets.<family>` and `torchref.<family>` register its models
+# when their package is imported (`netspecs.registry.import_families`).
+FAMILIES = (
+    "regnet", "resnet", "vgg", "alexnet", "squeezenet", "lenet", "googlenet", "inception",
+    "densenet", "mobilenetv1", "mobilenetv2", "mobilenetv3", "mnasnet", "shufflenetv2",
+    "efficientnet",
+)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 from typing import Any, Callable, Mapping
 
 
@@ -61,3 +62,12 @@ def register_variants(registry: Registry, variants: Mapping[str, Any],
     """
     for name, config in variants.items():
         registry.register(name, functools.partial(build, config))
+
+
+def import_families(package: str) -> None:
+    """Import `package.<family>` for every family of `netspecs.FAMILIES` (each registers its
+    models in `package`'s registry)."""
+    from netspecs import FAMILIES
+
+    for family in FAMILIES:
+        importlib.import_module(f"{package}.{family}")

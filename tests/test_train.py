@@ -93,8 +93,12 @@ def test_one_step_mock_tfds(tmp_path, capsys, name, eval_split, model, size, cla
 # ----------------------------------------------------------------------------- CLI errors
 
 
-def test_cli_errors_fast(tmp_path, data_dir, capsys):
-    t = time.perf_counter()
+def test_cli_errors_fast(tmp_path, data_dir, capsys, monkeypatch):
+    """Bad arguments end before any model is built or compiled (no wall-clock bound here)."""
+    import flaxnets
+    def no_build(*a, **k):
+        raise AssertionError("a model was built for a command that should fail first")
+    monkeypatch.setattr(flaxnets.MODELS, "create", no_build)
     rc, out = run_cli(["--model", "regnet_x_400mg", "--data-dir", data_dir, "--workdir", str(tmp_path / "a")], capsys)
     assert rc == 2 and "unknown model 'regnet_x_400mg'" in out and "regnet_x_400mf" in out, out
     rc, out = run_cli(["--model", "lenet5", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"),
@@ -106,7 +110,6 @@ def test_cli_errors_fast(tmp_path, data_dir, capsys):
     rc, out = run_cli(["--model", "lenet5", "--data-dir", data_dir, "--init-from", str(tmp_path / "nope.pth"),
                        "--workdir", str(tmp_path / "d")], capsys)
     assert rc == 2 and "nope.pth" in out, out
-    assert time.perf_counter() - t < 60
     assert not (tmp_path / "a").exists() and not (tmp_path / "c" / "checkpoints").exists()
 
 

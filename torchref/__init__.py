@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from netspecs.registry import Registry
+from netspecs.registry import Registry, import_families
 
 MODELS = Registry("torchref")
 register = MODELS.register
@@ -19,21 +19,5 @@ def create_model(name: str, **kwargs):
     return MODELS.create(name, **kwargs)
 
 
-# Families register themselves on import.
-from torchref import (  # noqa: E402,F401
-    regnet,
-    resnet,
-    vgg,
-    alexnet,
-    squeezenet,
-    lenet,
-    googlenet,
-    inception,
-    densenet,
-    mobilenetv1,
-    mobilenetv2,
-    mobilenetv3,
-    mnasnet,
-    shufflenetv2,
-    efficientnet,
-)
+# Families register themselves on import (the list: netspecs.FAMILIES).
+import_families("torchref")
