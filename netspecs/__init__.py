@@ -12,4 +12,5 @@ FAMILIES = (
     "regnet", "resnet", "vgg", "alexnet", "squeezenet", "lenet", "googlenet", "inception",
     "densenet", "mobilenetv1", "mobilenetv2", "mobilenetv3", "mnasnet", "shufflenetv2",
     "efficientnet",
+    "convnext",
 )

@@ -75,6 +75,12 @@ OVERRIDES: dict[str, Case] = {
     "efficientnet_b6": Case(train_large=True),
     "efficientnet_b7": Case(train_large=True),
     "efficientnet_v2_m": Case(train_large=True),
+    # convnext
+    # convnext_tiny: eval at 224 and 199x227 + float64 train at 64x64 in the default suite;
+    # small/base/large run the same blocks (other widths/depths): default suite eval at the
+    # reduced sizes, full-size eval and float64 train in the large tier.
+    "convnext_small": Case(large=True),
+    "convnext_base": Case(large=True),
 }
 
 
