@@ -6,7 +6,7 @@ stochastic depth off. Tiers (`pytest -m large` runs the large one):
   tier at full size.
 - `train_large` (default: `large`): the float64 train-mode check runs in the large tier only.
   Set for the deepest variants of a family whose smaller variants exercise the same code
-  (their float64 gradient compile costs 40-75 CPU-s each).
+  (their float64 gradient compile is the costliest part of the default suite).
 - `eval_large` (default: above HUGE_PARAMS, i.e. regnet_y_128gf): eval too is large-tier only
   (its eval alone peaks at 9.3 GB resident, two at once overflow a 24 GB CI machine).
 """

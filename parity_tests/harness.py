@@ -130,9 +130,8 @@ def _flatten_intermediates(tree, prefix=()) -> dict[str, Any]:
 
 
 def flax_forward(model, variables, x_nhwc, capture: bool):
-    """Jitted: compiling the whole forward once costs 2-5x less CPU than eager op-by-op
-    dispatch (efficientnet_b0 eval parity: 10 vs 39 CPU-s), most of all with the depthwise
-    fast path's many small ops."""
+    """Jitted: compiling the whole forward once costs less CPU than eager op-by-op dispatch,
+    most of all with the depthwise fast path's many small ops (figures: docs/parity.md)."""
     if not capture:
         return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x_nhwc), {}
     logits, state = jax.jit(lambda v, x: model.apply(v, x, train=False, capture_intermediates=True,

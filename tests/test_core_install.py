@@ -20,14 +20,14 @@ BLOCK = textwrap.dedent("""
             if name.split(".")[0] in self.names:
                 raise ImportError(f"blocked for this test: {name}")
             return None
-    sys.meta_path.insert(0, _Block({blocked!r}))
+    sys.meta_path.insert(0, _Block(BLOCKED))
 """)
 
 
 def _run(blocked, body, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",)}
     env.update(env_extra or {}, PYTHONPATH=ROOT)
-    code = BLOCK.format(blocked=set(blocked)) + textwrap.dedent(body)
+    code = BLOCK.replace("BLOCKED", repr(set(blocked))) + textwrap.dedent(body)
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

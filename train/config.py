@@ -2,10 +2,9 @@
 
 Every field is a CLI option (`--snake-case` spelled with dashes); `HELP` documents each one.
 Defaults train `regnet_x_400mf` on the bundled digits32 dataset to >= 95% test top-1 in a few
-minutes on a small CPU (measured: 96.6-98.0% over seeds 0-3 in ~75 s on 2 cores; 15 epochs
-gave 94.9-97.0%, too close to the bar). They are AdamW's: with SGD (torch semantics) RegNet diverges on this
-data at lr >= 0.05 (batch 128) and learns slowly below; pass e.g. `--optimizer sgd --lr 0.01
---weight-decay 5e-5` for an SGD run.
+minutes on a small CPU (measured figures: README, "Training"). They are AdamW's: with SGD
+(torch semantics) RegNet diverges on this data at large learning rates; pass e.g.
+`--optimizer sgd --lr 0.01 --weight-decay 5e-5` for an SGD run.
 """
 from __future__ import annotations
 
