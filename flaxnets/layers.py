@@ -246,7 +246,8 @@ class BatchNorm2d(nn.Module):
 
 class LayerNorm(nn.Module):
     """torch.nn.LayerNorm over the last axis (`scale` <-> weight, `bias`). `eps` is per family:
-    torch's default 1e-5, 1e-6 for ViT/ConvNeXt/Swin/MaxViT. Statistics in at least float32."""
+    torch's default 1e-5 (torchvision's MaxViT too), 1e-6 for ViT/ConvNeXt/Swin. Statistics in
+    at least float32."""
 
     eps: float = 1e-5
     use_bias: bool = True

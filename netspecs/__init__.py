@@ -13,4 +13,5 @@ FAMILIES = (
     "densenet", "mobilenetv1", "mobilenetv2", "mobilenetv3", "mnasnet", "shufflenetv2",
     "efficientnet",
     "convnext",
+    "maxvit",
 )

@@ -57,6 +57,18 @@ def supported_kwargs(name: str, kwargs: dict) -> dict:
     return {k: kwargs[k] for k in kwargs if k in keep}
 
 
+SIZE_KNOB = "input_size"
+
+
+def sized_kwargs(name: str, kwargs: dict, size) -> dict:
+    """`kwargs` for comparing at `size` = (h, w): a model built for one input size (both
+    builders take an `input_size` knob, e.g. MaxViT) is built at `size` unless `kwargs` fixes
+    it; other models take every size as they are."""
+    if SIZE_KNOB in kwargs or not supported_kwargs(name, {SIZE_KNOB: None}):
+        return kwargs
+    return {**kwargs, SIZE_KNOB: (int(size[0]), int(size[1]))}
+
+
 def randomize_(model: torch.nn.Module, seed: int) -> None:
     """Random BN affine/statistics and biases, then every other floating parameter that is
     still constant (LayerNorm affines, class tokens, layer scales, logit scales, zero-initialised
@@ -192,8 +204,31 @@ def build_pair(name: str, kwargs: dict, seed: int, dtype=torch.float32):
 
 def eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, tol: float = 1e-5,
                 seed: int = 0) -> dict:
-    """float32 eval: bit-exact round trip, logits at each size, layers at the first size."""
+    """float32 eval: bit-exact round trip, logits at each size, layers at the first size
+    (models built for one input size are built, converted and round-tripped per size)."""
     kwargs = supported_kwargs(name, kwargs)
+    result: dict[str, Any] = {"model": name, "roundtrip": "bit-exact", "logits": {}}
+    built = None
+    for i, (h, w) in enumerate(sizes):
+        kw = sized_kwargs(name, kwargs, (h, w))
+        if built is None or built[0] != kw:  # models built for one input size: one per size
+            built = (kw, *_converted_pair(name, kw, seed))
+        _, tmodel, fmodel, variables = built
+        x = random_input(batch, h, w, torch.float32, seed + 2 + i)
+        capture = i == 0
+        t_logits, t_outs = torch_forward(tmodel, x, capture)
+        f_logits, f_outs = flax_forward(fmodel, variables, jnp.asarray(_to_nhwc(x)), capture)
+        result["logits"][f"{h}x{w}"] = rel_err(f_logits, tensor_to_numpy(t_logits))
+        if capture:
+            owners = frozenset(p for p, m in tmodel.named_modules() if p and owns_parameters(m))
+            rep = compare_layers(t_outs, f_outs, tol, owners)
+            result["layers"] = dataclasses.asdict(rep)
+    return result
+
+
+def _converted_pair(name: str, kwargs: dict, seed: int):
+    """The eval-mode torchref model, its Flax twin and the converted variables, after checking
+    the torch -> flax -> torch round trip is bit-exact in torch's key order."""
     tmodel, fmodel = build_pair(name, kwargs, seed)
     tmodel.eval()
     sd = tmodel.state_dict()
@@ -208,18 +243,7 @@ def eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, tol: float = 
     for k, v in sd.items():
         if v.dtype != back[k].dtype or not torch.equal(v, back[k]):
             raise AssertionError(f"{name}: round trip torch->flax->torch changed {k}")
-    result: dict[str, Any] = {"model": name, "roundtrip": "bit-exact", "logits": {}}
-    for i, (h, w) in enumerate(sizes):
-        x = random_input(batch, h, w, torch.float32, seed + 2 + i)
-        capture = i == 0
-        t_logits, t_outs = torch_forward(tmodel, x, capture)
-        f_logits, f_outs = flax_forward(fmodel, variables, jnp.asarray(_to_nhwc(x)), capture)
-        result["logits"][f"{h}x{w}"] = rel_err(f_logits, tensor_to_numpy(t_logits))
-        if capture:
-            owners = frozenset(p for p, m in tmodel.named_modules() if p and owns_parameters(m))
-            rep = compare_layers(t_outs, f_outs, tol, owners)
-            result["layers"] = dataclasses.asdict(rep)
-    return result
+    return tmodel, fmodel, variables
 
 
 def _loss_weights(shape, seed) -> np.ndarray:
@@ -228,7 +252,7 @@ def _loss_weights(shape, seed) -> np.ndarray:
 
 def train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed: int = 0) -> dict:
     """float64 train mode: logits, updated BN statistics and every parameter's gradient."""
-    kwargs = supported_kwargs(name, kwargs)
+    kwargs = sized_kwargs(name, supported_kwargs(name, kwargs), size)
     with jax.enable_x64(True):
         tmodel, fmodel = build_pair(name, kwargs, seed, torch.float64)
         tmodel.train()

@@ -118,7 +118,8 @@ def _check_train(name: str, skip_if_short_of_memory: bool = False):
     if skip_if_short_of_memory and avail is not None and need > avail:
         pytest.skip(f"{name}: float64 train parity needs ~{need / 2**30:.0f} GiB, "
                     f"{avail / 2**30:.0f} GiB available")
-    res = train_parity(name, c.train_size, {**cases.TRAIN_KWARGS, **dict(c.kwargs)})
+    res = train_parity(name, c.train_size,
+                       {**cases.TRAIN_KWARGS, **dict(c.kwargs), **dict(c.train_kwargs)})
     _record("train", res)
     assert res["logits"] <= TRAIN_TOL, f"{name} train logits rel err {res['logits']:.3g}"
     assert res["running_stats"] <= TRAIN_TOL, (

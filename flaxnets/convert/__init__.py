@@ -129,15 +129,18 @@ def _torch_shape(path, shape) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def input_size(model) -> int:
-    """The square input size a model is defined at (for shape inference)."""
-    return int(getattr(model, "default_input_size", 224))
+def input_size(model) -> tuple[int, int]:
+    """The (height, width) a model is defined at (for shape inference): its
+    `default_input_size`, an int (square) or an (h, w) pair (models built for one input
+    size, e.g. MaxViT's `input_size` knob); 224 if it has none."""
+    s = getattr(model, "default_input_size", 224)
+    return (int(s), int(s)) if np.ndim(s) == 0 else (int(s[0]), int(s[1]))
 
 
 def input_shape(model) -> tuple[int, int, int, int]:
     """A batch-1 NHWC input the model accepts (models with an `in_channels` knob use it)."""
-    s = input_size(model)
-    return (1, s, s, int(getattr(model, "in_channels", 3)))
+    h, w = input_size(model)
+    return (1, h, w, int(getattr(model, "in_channels", 3)))
 
 
 def variable_shapes(model) -> dict:
