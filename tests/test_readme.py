@@ -44,3 +44,9 @@ def test_usage_example():
     exec(compile(block("example:usage"), "README.md", "exec"), ns)
     assert ns["y"].shape == (2, 10)
     assert int(ns["variables"]["batch_stats"]["features"]["0"]["1"]["num_batches_tracked"]) == 1
+
+
+def test_nnx_example():
+    ns: dict = {}
+    exec(compile(block("example:nnx"), "README.md", "exec"), ns)
+    assert ns["y"].shape == (2, 10) and "fc.weight" in ns["sd"]
