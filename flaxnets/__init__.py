@@ -4,6 +4,7 @@
     model = flaxnets.create_model("regnet_x_400mf")          # a flax.linen.Module, NHWC input
     variables = flaxnets.from_torch_state_dict("regnet_x_400mf", torch_state_dict)
     logits = model.apply(variables, images_nhwc, train=False)
+    x = flaxnets.eval_transform("regnet_x_400mf", "IMAGENET1K_V2")(pil_image)  # HWC float32
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ from flaxnets.convert import (  # noqa: E402
     load_torch_checkpoint,
     to_torch_state_dict,
 )
+from flaxnets.transforms import eval_transform, imagenet_classes, list_weights, weights_info  # noqa: E402
 
 __all__ = ["list_models", "create_model", "from_torch_state_dict", "to_torch_state_dict",
-           "load_torch_checkpoint", "init_variables", "register"]
+           "load_torch_checkpoint", "init_variables", "register", "eval_transform", "list_weights",
+           "weights_info", "imagenet_classes"]
