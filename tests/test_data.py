@@ -367,3 +367,32 @@ def test_trainer_skip_bad_images_summary(tmp_path, capsys):
     assert train_main.main(args + [str(tmp_path / "w2")]) == 2
     err = capsys.readouterr().err
     assert "cut.jpg: unreadable image (OSError: image file is truncated" in err
+
+
+def test_eval_weights_transform(tmp_path):
+    import flaxnets
+    from train.config import TrainConfig
+
+    make_tree(tmp_path / "train", ["a", "b"], 2, (300, 260))
+    make_tree(tmp_path / "val", ["a", "b"], 2, (250, 333))
+    tcfg = TrainConfig(model="resnet50", dataset=f"folder:{tmp_path}", eval_weights="IMAGENET1K_V2")
+    cfg = tcfg.data_config()
+    tf = flaxnets.eval_transform("resnet50", "IMAGENET1K_V2")
+    assert cfg.eval_transform == tf and (tf.resize_size, tf.crop_size) == (232, 224)
+    info = data.get_dataset_info(cfg)
+    assert info.image_size == 224
+    ev = list(data.eval_batches(cfg, info, global_batch_size=4))
+    files = sorted(str(p) for p in (tmp_path / "val").rglob("*.png"))
+    want = np.stack([tf(np.asarray(Image.open(f).convert("RGB"))) for f in files])
+    np.testing.assert_array_equal(ev[0]["image"], want)
+    b = take(data.train_batches(cfg, info, global_batch_size=4, seed=0), 1)[0]
+    assert b["image"].shape == (4, 224, 224, 3)
+    # efficientnet_v2_l's weights use mean = std = 0.5: train batches follow them
+    v2l = data.DataConfig(dataset=f"folder:{tmp_path}", eval_transform=flaxnets.eval_transform("efficientnet_v2_l"))
+    b2 = take(data.train_batches(v2l, data.get_dataset_info(v2l), global_batch_size=4, seed=0), 1)[0]
+    assert b2["image"].shape == (4, 480, 480, 3) and b2["image"].min() >= -1 and b2["image"].max() <= 1
+    with pytest.raises(ValueError, match="--image-size 128 differs from the eval transform's crop size 224"):
+        data.get_dataset_info(TrainConfig(model="resnet50", dataset=f"folder:{tmp_path}", image_size=128,
+                                          eval_weights="DEFAULT").data_config())
+    with pytest.raises(ValueError, match="resnet50 has no weights 'V9'"):
+        TrainConfig(model="resnet50", eval_weights="V9").data_config()

@@ -26,7 +26,11 @@ small (32x32) data. Flipping is a per-dataset flag, off for digit/character
 datasets such as digits32, where a mirrored digit is a different digit. Eval:
 resize to ``image_size / 0.875`` + center crop for ImageNet-like data, identity
 for small data (small data is resized first whenever ``image_size`` differs
-from its native size).
+from its native size). With ``DataConfig.eval_transform`` (the trainer's
+``--eval-weights``) eval is that checkpoint's torchvision/timm preprocessing
+instead (``flaxnets.eval_transform``: its resize, interpolation, crop, mean/std;
+``image_size`` defaults to its crop size) and train batches are normalised with
+its mean/std.
 
 Everything is a pure function of ``(seed, step)``: the epoch's example order
 comes from ``(seed, epoch)`` and each example's augmentation from ``(seed,
@@ -70,6 +74,7 @@ class DataConfig:
     val_fraction: float = 0.1          # for folder: trees without val/
     num_workers: int = 0               # grain worker processes (0 = in-process)
     skip_bad_images: bool = False      # folder: leave out / replace unreadable image files instead of failing
+    eval_transform: Any = None         # a flaxnets.transforms.EvalTransform: a checkpoint's eval preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,13 +305,16 @@ def _resolve(cfg: DataConfig) -> _Resolved:
 
 def get_dataset_info(cfg: DataConfig) -> DatasetInfo:
     """Describes ``cfg.dataset``; prepares digits32 if needed, fails fast if a dataset is missing."""
+    tf = cfg.eval_transform
+    if tf is not None and cfg.image_size not in (None, tf.crop_size):
+        raise ValueError(f"--image-size {cfg.image_size} differs from the eval transform's crop size {tf.crop_size}")
     r = _resolve(cfg)
     return DatasetInfo(
         name=cfg.dataset,
         num_classes=r.num_classes,
         num_train=r.split_sizes[r.train_split],
         num_eval=r.split_sizes[r.eval_split],
-        image_size=cfg.image_size or r.native_size or LARGE_SIZE,
+        image_size=cfg.image_size or (tf.crop_size if tf is not None else None) or r.native_size or LARGE_SIZE,
         train_split=r.train_split,
         eval_split=r.eval_split,
         bad_files=r.bad_files,
@@ -364,10 +372,10 @@ def _pad_crop_flip(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -
     return padded[np.arange(b)[:, None, None], rows, cols[:, None, :]]
 
 
-def _normalize(images: np.ndarray) -> np.ndarray:
+def _normalize(images: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> np.ndarray:
     out = images.astype(np.float32)
-    out -= MEAN
-    out /= STD
+    out -= mean
+    out /= std
     return out
 
 
@@ -378,9 +386,14 @@ class _BatchReader:
     """Picklable map function ``step -> local batch`` (opens its source lazily, once per worker)."""
 
     def __init__(self, r: _Resolved, split: str, image_size: int, seed: int, global_batch: int,
-                 process_index: int, process_count: int, train: bool):
+                 process_index: int, process_count: int, train: bool, eval_transform=None):
         self.open_split, self.split, self.size = r.open_split, split, image_size
         self.small, self.hflip, self.skip_bad = r.native_size is not None, r.hflip, r.skip_bad
+        self.eval_tf = eval_transform
+        self.mean, self.std = MEAN, STD
+        if eval_transform is not None:  # train with the checkpoint's mean/std too
+            self.mean = np.asarray(eval_transform.mean, np.float32) * 255
+            self.std = np.asarray(eval_transform.std, np.float32) * 255
         self.n = r.split_sizes[split]
         self.seed, self.global_batch, self.train = seed, global_batch, train
         self.local = global_batch // process_count
@@ -415,7 +428,9 @@ class _BatchReader:
                 records = [r if r is not None else blank for r in records]
         images = self._augment(records, indices, epoch) if self.train else self._eval(records)
         labels = np.array([r["label"] for r in records], np.int32)
-        batch = {"image": _normalize(images), "label": labels}
+        if images.dtype != np.float32:  # (an eval transform normalises itself)
+            images = _normalize(images, self.mean, self.std)
+        batch = {"image": images, "label": labels}
         if not self.train:
             pad = self.local - len(records)
             batch = {
@@ -437,6 +452,8 @@ class _BatchReader:
     def _eval(self, records: list[dict]) -> np.ndarray:
         if not records:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
+        if self.eval_tf is not None:  # torchvision's preset of a checkpoint: resize, center crop, normalise
+            return np.stack([self.eval_tf(r["image"]) for r in records])
         if self.small:
             return np.stack([_resize(r["image"], self.size) for r in records])
         return np.stack([_resize_shorter_center_crop(Image.fromarray(r["image"]), self.size) for r in records])
@@ -495,7 +512,7 @@ def train_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int,
     _check_batch(global_batch_size, process_index, process_count)
     steps_per_epoch(info, global_batch_size)
     reader = _BatchReader(_resolve(cfg), info.train_split, info.image_size, seed, global_batch_size,
-                          process_index, process_count, train=True)
+                          process_index, process_count, train=True, eval_transform=cfg.eval_transform)
     return _iterate(cfg, grain.MapDataset.range(start_step, sys.maxsize), reader)
 
 
@@ -504,5 +521,5 @@ def eval_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, 
     """One pass over the eval split; the last batch is zero-padded, with "mask" f32 [L] 0 on padding."""
     _check_batch(global_batch_size, process_index, process_count)
     reader = _BatchReader(_resolve(cfg), info.eval_split, info.image_size, 0, global_batch_size,
-                          process_index, process_count, train=False)
+                          process_index, process_count, train=False, eval_transform=cfg.eval_transform)
     return _iterate(cfg, grain.MapDataset.range(-(-info.num_eval // global_batch_size)), reader)

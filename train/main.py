@@ -272,6 +272,7 @@ def run(cfg: TrainConfig) -> dict:
         "steps": int(state.step), "resumed_from_step": start_step or None, "eval_only": cfg.eval_only,
         **{k: v for k, v in results.items() if not k.endswith("count")},
         "num_eval": results["test_count"],
+        "eval_weights": cfg.eval_weights,
         # folder: datasets with --skip-bad-images (this process's reads): files left out when the dataset was
         # opened, train reads of undecodable files replaced by the next readable one, eval images masked out
         "bad_images": {"left_out": len(info.bad_files), "left_out_files": list(info.bad_files[:20]),
