@@ -47,7 +47,8 @@ def load_variables(name: str, path: str) -> dict:
 
 
 def load_image(path: str, transform) -> np.ndarray:
-    """One image file through `transform`; a missing, truncated or non-image file raises ValueError/FileNotFoundError."""
+    """One image file through `transform`; a missing (FileNotFoundError), truncated or non-image file
+    (ValueError) raises naming it."""
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.isfile(path):

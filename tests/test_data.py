@@ -359,8 +359,9 @@ def test_trainer_skip_bad_images_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "--skip-bad-images: left out 1 unreadable file(s):" in out
     summary = json.loads((tmp_path / "w1" / "summary.json").read_text())
-    assert summary["bad_images"] == {"left_out": 1, "left_out_files": [str(tmp_path / "ds" / "train" / "b" / "notes.jpg")],
-                                     "train_reads_replaced": 2, "eval_masked": 1}
+    notes = str(tmp_path / "ds" / "train" / "b" / "notes.jpg")
+    assert summary["bad_images"] == {"left_out": 1, "left_out_files": [notes], "train_reads_replaced": 2,
+                                     "eval_masked": 1}
     assert summary["num_eval"] == 4
     # without the option, the truncated JPEG met in the first epoch is a one-line error naming it
     (tmp_path / "ds" / "train" / "b" / "notes.jpg").unlink()

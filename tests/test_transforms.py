@@ -65,7 +65,8 @@ def test_golden_covers_every_distinct_transform():
     tested = {(tf.resize_size, tf.crop_size, tf.interpolation, tf.mean, tf.std)
               for tf in (flaxnets.eval_transform(e["model"], e["weights"]) for e in GOLDEN["transforms"])}
     assert distinct == tested
-    assert len(distinct) == 33  # 28 torchvision + 5 timm-only (timm's 256/224 bicubic ImageNet one is efficientnet_b0's)
+    # 28 torchvision + 5 timm-only (timm's 256/224 bicubic ImageNet one is efficientnet_b0's)
+    assert len(distinct) == 33
 
 
 def test_numpy_input_and_modes(cases):
@@ -84,7 +85,8 @@ def test_numpy_input_and_modes(cases):
         tf("image.jpg")
     # normalisation: (x / 255 - mean) / std in float32
     c = tf.crop(im)
-    want = (c.astype(np.float32) / np.float32(255) - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])
+    mean, std = np.float32([0.485, 0.456, 0.406]), np.float32([0.229, 0.224, 0.225])
+    want = (c.astype(np.float32) / np.float32(255) - mean) / std
     np.testing.assert_array_equal(x, want)
 
 
@@ -132,8 +134,8 @@ def test_metadata():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"resnet50 has no weights 'IMAGENET1K_V3'; valid: DEFAULT \(= IMAGENET1K_V2\), "
-                                         r"IMAGENET1K_V1, IMAGENET1K_V2"):
+    with pytest.raises(ValueError, match=r"resnet50 has no weights 'IMAGENET1K_V3'; valid: "
+                                         r"DEFAULT \(= IMAGENET1K_V2\), IMAGENET1K_V1, IMAGENET1K_V2"):
         flaxnets.eval_transform("resnet50", "IMAGENET1K_V3")
     with pytest.raises(ValueError, match=r"model 'resnet5'.*did you mean.*resnet50.*models with weights: alexnet"):
         flaxnets.eval_transform("resnet5")
