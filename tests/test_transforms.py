@@ -144,12 +144,13 @@ def test_errors():
 
 
 def test_package_data_and_light_import():
+    """`import flaxnets` and building a transform import neither PIL nor torch."""
     cfg = tomllib.load(open(os.path.join(REPO, "pyproject.toml"), "rb"))
     assert "data/*.json" in cfg["tool"]["setuptools"]["package-data"]["flaxnets"]
     code = ("import sys, flaxnets; flaxnets.weights_info('resnet18'); flaxnets.eval_transform('resnet18'); "
-            "print('PIL' in sys.modules)")
+            "print('PIL' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
     # the generators are development tools: nothing in the package imports them
     for dirpath, _, names in os.walk(os.path.join(REPO, "flaxnets")):
         for n in names:

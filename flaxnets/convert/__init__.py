@@ -32,10 +32,9 @@ from collections import OrderedDict
 from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
+import jax.numpy as jnp  # (torch is imported by the functions that use it: `import flaxnets` stays torch-free)
 import ml_dtypes
 import numpy as np
-import torch
 
 _LEAF_TO_TORCH = {
     ("params", "kernel"): "weight",
@@ -181,6 +180,8 @@ def _check(name: str, expected: Mapping[str, tuple], got: Mapping[str, tuple], w
 
 
 def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
+    import torch
+
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:  # numpy has no bfloat16: reinterpret the bits
         return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
@@ -188,6 +189,8 @@ def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def numpy_to_tensor(a: np.ndarray) -> torch.Tensor:
+    import torch
+
     a = np.array(a, order="C", copy=True)  # (np.ascontiguousarray would make 0-d arrays 1-d)
     if a.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
@@ -204,6 +207,8 @@ def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) ->
 
     table = layout(name, **kwargs)
     fixed = derived_buffers(create_model(name, **kwargs))
+    import torch
+
     arrays = {k: (tensor_to_numpy(v) if isinstance(v, torch.Tensor) else np.asarray(v))
               for k, v in state_dict.items()}
     _check(name, {**{k: leaf.torch_shape for k, leaf in table.items()},
@@ -255,6 +260,8 @@ def torch_key_order(name: str, table, **kwargs) -> list[str]:
     the meta device: no memory, no init cost); the Flax order if there is no twin."""
     import inspect
 
+    import torch
+
     import torchref
 
     if name not in torchref.MODELS:
@@ -272,6 +279,8 @@ def torch_key_order(name: str, table, **kwargs) -> list[str]:
 def load_torch_checkpoint(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
     """Read a torchvision-style checkpoint: a plain state_dict `.pth`, a dict wrapping one
     under "state_dict" or "model", DataParallel's "module." prefix, or `.safetensors`."""
+    import torch
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
