@@ -5,6 +5,7 @@ to PyTorch, with strict checkpoint conversion both ways.
     model = flaxnets.create_model("regnet_x_400mf")          # a flax.linen.Module, NHWC input
     variables = flaxnets.from_torch_state_dict("regnet_x_400mf", torch_state_dict)
     logits = model.apply(variables, images_nhwc, train=False)
+    x = flaxnets.eval_transform("regnet_x_400mf", "IMAGENET1K_V2")(pil_image)  # HWC float32
 
 Importing flaxnets imports jax and flax, never torch or tensorflow, and starts no backend. The
 one process setting it makes is XLA:CPU's convolution flag (`flaxnets/_xla_flags.py`, only
@@ -40,7 +41,9 @@ from flaxnets.convert import (  # noqa: E402
     to_numpy_state_dict,
     to_torch_state_dict,
 )
+from flaxnets.transforms import eval_transform, imagenet_classes, list_weights, weights_info  # noqa: E402
 
 __all__ = ["list_models", "create_model", "from_torch_state_dict", "to_torch_state_dict",
            "to_numpy_state_dict", "load_torch_checkpoint", "save_checkpoint", "init_variables",
-           "register", "ConversionError", "MODELS"]
+           "register", "ConversionError", "MODELS", "eval_transform", "list_weights",
+           "weights_info", "imagenet_classes"]

@@ -10,6 +10,7 @@ split checks run unpatched.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -286,3 +287,117 @@ def test_worker_processes_give_the_same_stream(digits_cfg, digits_info):
     cfg = dataclasses.replace(digits_cfg, num_workers=2)
     assert_batches_equal(inproc, take(data.train_batches(cfg, digits_info, global_batch_size=64, seed=5,
                                                          start_step=1), 3))
+
+
+# ----------------------------------------------------------------------------- bad files in folder: trees
+
+
+def make_bad_tree(root, size=(40, 30)):
+    """train/{a,b} with 4 PNGs each, a truncated JPEG in train/a and a text file named .jpg in train/b;
+    val/{a,b} with 2 PNGs each and a truncated JPEG in val/a."""
+    make_tree(root / "train", ["a", "b"], 4, size)
+    make_tree(root / "val", ["a", "b"], 2, size)
+    rng = np.random.default_rng(1)
+    for path in (root / "train" / "a" / "cut.jpg", root / "val" / "a" / "cut.jpg"):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buf, "JPEG", quality=95)
+        path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (root / "train" / "b" / "notes.jpg").write_text("not an image, only named like one\n")
+
+
+def test_folder_bad_files_fail_with_their_path(tmp_path):
+    make_bad_tree(tmp_path)
+    cfg = data.DataConfig(dataset=f"folder:{tmp_path}")
+    with pytest.raises(data.BadImageError, match=r"1 file\(s\) are not readable images: .*train/b/notes\.jpg "
+                                                 r"\(UnidentifiedImageError.*pass --skip-bad-images"):
+        data.get_dataset_info(cfg)
+    # The truncated JPEG passes the header check; decoding it names it (no traceback from deep inside PIL).
+    (tmp_path / "train" / "b" / "notes.jpg").unlink()
+    info = data.get_dataset_info(cfg)
+    assert (info.num_train, info.num_eval, info.bad_files) == (9, 5, ())
+    with pytest.raises(data.BadImageError, match=r"train/a/cut\.jpg: unreadable image \(OSError: image file is "
+                                                 r"truncated.*pass --skip-bad-images"):
+        take(data.train_batches(cfg, info, global_batch_size=9, seed=0), 1)
+    with pytest.raises(data.BadImageError, match=r"val/a/cut\.jpg: unreadable image"):
+        list(data.eval_batches(cfg, info, global_batch_size=5))
+
+
+def test_folder_skip_bad_images(tmp_path):
+    make_bad_tree(tmp_path)
+    cfg = data.DataConfig(dataset=f"folder:{tmp_path}", skip_bad_images=True)
+    info = data.get_dataset_info(cfg)
+    assert info.bad_files == (str(tmp_path / "train" / "b" / "notes.jpg"),)
+    assert (info.num_train, info.num_eval, info.image_size) == (9, 5, 40)  # the truncated JPEGs stay listed
+    # train: each epoch reads the truncated file once and replaces it by the next readable example
+    batches = take(data.train_batches(cfg, info, global_batch_size=3, seed=0), 6)  # 2 epochs of 3 steps
+    assert [int(b["skipped"]) for b in batches[:3]].count(1) == 1 and sum(int(b["skipped"]) for b in batches) == 2
+    assert all(b["image"].shape == (3, 40, 40, 3) and np.isfinite(b["image"]).all() for b in batches)
+    assert_batches_equal(batches, take(data.train_batches(cfg, info, global_batch_size=3, seed=0), 6))
+    # the replacement is the next file of the split, with its label: train/a/cut.jpg is index 4 -> 0.png of b
+    reader = data._BatchReader(data._resolve(cfg), "train", 40, 0, 3, 0, 1, train=True)
+    src = reader._source = reader.open_split("train")
+    bad = src.files.index(str(tmp_path / "train" / "a" / "cut.jpg"))
+    assert src[bad] is None and reader._substitute(bad)["label"] == src.labels[bad + 1] == 1
+    # eval: masked out
+    ev = list(data.eval_batches(cfg, info, global_batch_size=5))
+    assert len(ev) == 1 and int(ev[0]["skipped"]) == 1
+    assert ev[0]["mask"].tolist() == [1, 1, 0, 1, 1]  # val/a: 0.png, 1.png, cut.jpg
+    # without the option batches carry no "skipped"
+    clean = data.DataConfig(dataset=f"folder:{tmp_path}/val")
+    assert "skipped" not in take(data.train_batches(clean, data.get_dataset_info(clean), global_batch_size=2,
+                                                    seed=0), 1)[0]
+
+
+def test_trainer_skip_bad_images_summary(tmp_path, capsys):
+    import json
+
+    from train import main as train_main
+
+    make_bad_tree(tmp_path / "ds", size=(32, 32))
+    args = ["--model", "lenet5", "--dataset", f"folder:{tmp_path / 'ds'}", "--epochs", "2", "--batch-size", "3",
+            "--no-progress", "--workdir"]
+    assert train_main.main(args + [str(tmp_path / "w0")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dataset") and "notes.jpg (UnidentifiedImageError" in err and "Traceback" not in err
+    assert train_main.main(args + [str(tmp_path / "w1"), "--skip-bad-images"]) == 0
+    out = capsys.readouterr().out
+    assert "--skip-bad-images: left out 1 unreadable file(s):" in out
+    summary = json.loads((tmp_path / "w1" / "summary.json").read_text())
+    notes = str(tmp_path / "ds" / "train" / "b" / "notes.jpg")
+    assert summary["bad_images"] == {"left_out": 1, "left_out_files": [notes], "train_reads_replaced": 2,
+                                     "eval_masked": 1}
+    assert summary["num_eval"] == 4
+    # without the option, the truncated JPEG met in the first epoch is a one-line error naming it
+    (tmp_path / "ds" / "train" / "b" / "notes.jpg").unlink()
+    assert train_main.main(args + [str(tmp_path / "w2")]) == 2
+    err = capsys.readouterr().err
+    assert "cut.jpg: unreadable image (OSError: image file is truncated" in err
+
+
+def test_eval_weights_transform(tmp_path):
+    import flaxnets
+    from train.config import TrainConfig
+
+    make_tree(tmp_path / "train", ["a", "b"], 2, (300, 260))
+    make_tree(tmp_path / "val", ["a", "b"], 2, (250, 333))
+    tcfg = TrainConfig(model="resnet50", dataset=f"folder:{tmp_path}", eval_weights="IMAGENET1K_V2")
+    cfg = tcfg.data_config()
+    tf = flaxnets.eval_transform("resnet50", "IMAGENET1K_V2")
+    assert cfg.eval_transform == tf and (tf.resize_size, tf.crop_size) == (232, 224)
+    info = data.get_dataset_info(cfg)
+    assert info.image_size == 224
+    ev = list(data.eval_batches(cfg, info, global_batch_size=4))
+    files = sorted(str(p) for p in (tmp_path / "val").rglob("*.png"))
+    want = np.stack([tf(np.asarray(Image.open(f).convert("RGB"))) for f in files])
+    np.testing.assert_array_equal(ev[0]["image"], want)
+    b = take(data.train_batches(cfg, info, global_batch_size=4, seed=0), 1)[0]
+    assert b["image"].shape == (4, 224, 224, 3)
+    # efficientnet_v2_l's weights use mean = std = 0.5: train batches follow them
+    v2l = data.DataConfig(dataset=f"folder:{tmp_path}", eval_transform=flaxnets.eval_transform("efficientnet_v2_l"))
+    b2 = take(data.train_batches(v2l, data.get_dataset_info(v2l), global_batch_size=4, seed=0), 1)[0]
+    assert b2["image"].shape == (4, 480, 480, 3) and b2["image"].min() >= -1 and b2["image"].max() <= 1
+    with pytest.raises(ValueError, match="--image-size 128 differs from the eval transform's crop size 224"):
+        data.get_dataset_info(TrainConfig(model="resnet50", dataset=f"folder:{tmp_path}", image_size=128,
+                                          eval_weights="DEFAULT").data_config())
+    with pytest.raises(ValueError, match="resnet50 has no weights 'V9'"):
+        TrainConfig(model="resnet50", eval_weights="V9").data_config()

@@ -25,6 +25,8 @@ class TrainConfig:
     download: bool = False
     num_workers: int = 0
     val_fraction: float = 0.1
+    skip_bad_images: bool = False
+    eval_weights: str | None = None
     num_classes: int | None = None
     image_size: int | None = None
     init_from: str | None = None
@@ -56,9 +58,14 @@ class TrainConfig:
     process_id: int | None = None
 
     def data_config(self) -> DataConfig:
-        return DataConfig(dataset=self.dataset, data_dir=self.data_dir, image_size=self.image_size,
+        tf = None
+        if self.eval_weights:
+            from flaxnets.transforms import eval_transform
+
+            tf = eval_transform(self.model, self.eval_weights)
+        return DataConfig(eval_transform=tf, dataset=self.dataset, data_dir=self.data_dir, image_size=self.image_size,
                           download=self.download, num_workers=self.num_workers,
-                          val_fraction=self.val_fraction)
+                          val_fraction=self.val_fraction, skip_bad_images=self.skip_bad_images)
 
     def resolved_workdir(self) -> str:
         if self.workdir:
@@ -76,6 +83,15 @@ HELP = {
     "num_workers": "data loading worker processes (0: in-process threads)",
     "val_fraction": "folder:PATH trees without train/ and val/ subfolders: this fraction of the images (a fixed "
                     "random split, independent of --seed) is held out for evaluation",
+    "skip_bad_images": "folder:PATH datasets: leave out files that are not readable images (found by a header check "
+                       "when the dataset is opened) and replace (train) or mask out (eval) images that fail to decode "
+                       "later, e.g. truncated JPEGs; counts go to summary.json. Without it such a file is an error "
+                       "naming it",
+    "eval_weights": "evaluate with the eval preprocessing of this torchvision/timm weights release of --model "
+                    "(DEFAULT, IMAGENET1K_V1, IMAGENET1K_V2, ...; flaxnets.list_weights(MODEL)): its resize, "
+                    "interpolation, center crop and mean/std; --image-size defaults to its crop size and train "
+                    "batches use its mean/std (None: resize image_size/0.875 + center crop, bilinear, ImageNet "
+                    "mean/std)",
     "num_classes": "classifier outputs (None: the dataset's number of classes)",
     "image_size": "train/eval image size (None: the dataset's native size, 224 for ImageNet-like data)",
     "init_from": "initial weights: torchvision .pth/.safetensors, or a Flax .msgpack from `python -m "

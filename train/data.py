@@ -8,6 +8,16 @@ of ``PATH``). Nothing is downloaded unless ``DataConfig.download`` is set; a
 dataset that is not prepared fails at once with a message saying how to
 prepare it.
 
+Bad files in ``folder:`` trees: when the dataset is opened every file's header is
+checked (``PIL.Image.open`` + ``verify``: identifies the format and size, checks
+PNG chunk CRCs, decodes nothing; 8 threads), so a non-image or empty file fails
+at once with its path. A file whose data is corrupt past the header (a truncated
+JPEG) is met when it is decoded and raises ``BadImageError`` naming it. With
+``skip_bad_images`` the former are left out (``DatasetInfo.bad_files``) and the
+latter replaced by the next readable example of the split (train) or masked out
+(eval); batches then carry ``"skipped"`` (how many of their records were bad),
+which is not a model input.
+
 Batches are built with grain (``MapDataset`` over step numbers, one element
 per local batch) and come out as NHWC float32 numpy, ImageNet mean/std
 normalised. Train augmentation follows torchvision: RandomResizedCrop + flip
@@ -16,7 +26,11 @@ small (32x32) data. Flipping is a per-dataset flag, off for digit/character
 datasets such as digits32, where a mirrored digit is a different digit. Eval:
 resize to ``image_size / 0.875`` + center crop for ImageNet-like data, identity
 for small data (small data is resized first whenever ``image_size`` differs
-from its native size).
+from its native size). With ``DataConfig.eval_transform`` (the trainer's
+``--eval-weights``) eval is that checkpoint's torchvision/timm preprocessing
+instead (``flaxnets.eval_transform``: its resize, interpolation, crop, mean/std;
+``image_size`` defaults to its crop size) and train batches are normalised with
+its mean/std.
 
 Everything is a pure function of ``(seed, step)``: the epoch's example order
 comes from ``(seed, epoch)`` and each example's augmentation from ``(seed,
@@ -59,6 +73,8 @@ class DataConfig:
     download: bool = False
     val_fraction: float = 0.1          # for folder: trees without val/
     num_workers: int = 0               # grain worker processes (0 = in-process)
+    skip_bad_images: bool = False      # folder: leave out / replace unreadable image files instead of failing
+    eval_transform: Any = None         # a flaxnets.transforms.EvalTransform: a checkpoint's eval preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +86,7 @@ class DatasetInfo:
     image_size: int
     train_split: str
     eval_split: str
+    bad_files: tuple[str, ...] = ()    # folder: files left out at build time (skip_bad_images)
 
 
 def default_data_dir() -> str:
@@ -90,19 +107,54 @@ class _Resolved:
     eval_split: str
     native_size: int | None  # None: variable or large (ImageNet-like)
     hflip: bool
-    open_split: Any  # picklable callable: split -> sequence of {"image": HWC uint8, "label": int}
+    open_split: Any  # picklable callable: split -> sequence of {"image": HWC uint8, "label": int} (or None: skipped)
+    bad_files: tuple[str, ...] = ()
+    skip_bad: bool = False
+
+
+class BadImageError(ValueError):
+    """An image file of a folder: dataset that cannot be decoded."""
+
+
+def _decode_error(path: str, e: Exception) -> BadImageError:
+    return BadImageError(f"{path}: unreadable image ({type(e).__name__}: {e}); pass --skip-bad-images to "
+                         f"train without such files")
 
 
 class _FolderSource:
-    def __init__(self, files: list[str], labels: list[int]):
-        self.files, self.labels = files, labels
+    """Decodes lazily; a file that fails to decode raises BadImageError naming it, or (skip) gives None."""
+
+    def __init__(self, files: list[str], labels: list[int], skip_bad: bool = False):
+        self.files, self.labels, self.skip_bad = files, labels, skip_bad
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict:
-        with Image.open(self.files[i]) as img:
-            return {"image": np.asarray(img.convert("RGB")), "label": self.labels[i]}
+    def __getitem__(self, i: int) -> dict | None:
+        try:
+            with Image.open(self.files[i]) as img:
+                return {"image": np.asarray(img.convert("RGB")), "label": self.labels[i]}
+        except (OSError, SyntaxError, ValueError) as e:  # truncated/corrupt data, not an image, unreadable
+            if self.skip_bad:
+                return None
+            raise _decode_error(self.files[i], e) from None
+
+
+def _check_header(path: str) -> str | None:
+    """None if PIL identifies `path` as an image (header parsed; PNG chunk CRCs checked), else why not."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return None
+    except Exception as e:  # noqa: BLE001  (any failure means: not a usable image)
+        return f"{type(e).__name__}: {e}"
+
+
+def _find_bad(files: list[str]) -> dict[str, str]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        return {f: why for f, why in zip(files, pool.map(_check_header, files, chunksize=64)) if why}
 
 
 class _TfdsSource:
@@ -136,8 +188,20 @@ def _list_images(root: str, classes: list[str]) -> tuple[list[str], list[int]]:
     return files, labels
 
 
-def _open_folder_split(splits: dict[str, tuple[list[str], list[int]]], split: str) -> _FolderSource:
-    return _FolderSource(*splits[split])
+def _open_folder_split(splits: dict[str, tuple[list[str], list[int]]], skip_bad: bool, split: str) -> _FolderSource:
+    return _FolderSource(*splits[split], skip_bad=skip_bad)
+
+
+def _drop_bad(cfg: DataConfig, files: list[str], labels: list[int]) -> tuple[list[str], list[int], list[str]]:
+    """Header check of every file (fast: PIL parses headers, decodes nothing); bad ones fail or are dropped."""
+    bad = _find_bad(files)
+    if bad and not cfg.skip_bad_images:
+        shown = "; ".join(f"{f} ({why})" for f, why in list(bad.items())[:5])
+        raise BadImageError(f"dataset {cfg.dataset!r}: {len(bad)} file(s) are not readable images: {shown}"
+                            + (f"; ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+                            + "; pass --skip-bad-images to leave them out")
+    keep = [k for k, f in enumerate(files) if f not in bad]
+    return [files[k] for k in keep], [labels[k] for k in keep], list(bad)
 
 
 def _resolve_folder(cfg: DataConfig) -> _Resolved:
@@ -147,7 +211,7 @@ def _resolve_folder(cfg: DataConfig) -> _Resolved:
     has_split_dirs = os.path.isdir(os.path.join(path, "train"))
     train_root = os.path.join(path, "train") if has_split_dirs else path
     classes = sorted(e.name for e in os.scandir(train_root) if e.is_dir())
-    files, labels = _list_images(train_root, classes)
+    files, labels, bad = _drop_bad(cfg, *_list_images(train_root, classes))
     if not files:
         raise ValueError(f"dataset {cfg.dataset!r}: no images in class subfolders of {train_root!r}")
     if has_split_dirs:
@@ -157,7 +221,9 @@ def _resolve_folder(cfg: DataConfig) -> _Resolved:
         unknown = {e.name for e in os.scandir(val_root) if e.is_dir()} - set(classes)
         if unknown:
             raise ValueError(f"dataset {cfg.dataset!r}: val classes {sorted(unknown)} not in train")
-        splits = {"train": (files, labels), "val": _list_images(val_root, classes)}
+        val_files, val_labels, val_bad = _drop_bad(cfg, *_list_images(val_root, classes))
+        bad += val_bad
+        splits = {"train": (files, labels), "val": (val_files, val_labels)}
     else:
         if not 0 < cfg.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
@@ -165,7 +231,7 @@ def _resolve_folder(cfg: DataConfig) -> _Resolved:
         n_val = max(1, round(len(files) * cfg.val_fraction))
         pick = lambda idx: ([files[i] for i in sorted(idx)], [labels[i] for i in sorted(idx)])
         splits = {"train": pick(perm[n_val:]), "val": pick(perm[:n_val])}
-    with Image.open(files[0]) as img:  # the first image decides small vs ImageNet-like
+    with Image.open(files[0]) as img:  # the first image decides small vs ImageNet-like (header only)
         native = max(img.size) if max(img.size) <= SMALL_MAX else None
     return _Resolved(
         num_classes=len(classes),
@@ -174,7 +240,9 @@ def _resolve_folder(cfg: DataConfig) -> _Resolved:
         eval_split="val",
         native_size=native,
         hflip=True,
-        open_split=functools.partial(_open_folder_split, splits),
+        open_split=functools.partial(_open_folder_split, splits, cfg.skip_bad_images),
+        bad_files=tuple(bad),
+        skip_bad=cfg.skip_bad_images,
     )
 
 
@@ -237,15 +305,19 @@ def _resolve(cfg: DataConfig) -> _Resolved:
 
 def get_dataset_info(cfg: DataConfig) -> DatasetInfo:
     """Describes ``cfg.dataset``; prepares digits32 if needed, fails fast if a dataset is missing."""
+    tf = cfg.eval_transform
+    if tf is not None and cfg.image_size not in (None, tf.crop_size):
+        raise ValueError(f"--image-size {cfg.image_size} differs from the eval transform's crop size {tf.crop_size}")
     r = _resolve(cfg)
     return DatasetInfo(
         name=cfg.dataset,
         num_classes=r.num_classes,
         num_train=r.split_sizes[r.train_split],
         num_eval=r.split_sizes[r.eval_split],
-        image_size=cfg.image_size or r.native_size or LARGE_SIZE,
+        image_size=cfg.image_size or (tf.crop_size if tf is not None else None) or r.native_size or LARGE_SIZE,
         train_split=r.train_split,
         eval_split=r.eval_split,
+        bad_files=r.bad_files,
     )
 
 
@@ -300,10 +372,10 @@ def _pad_crop_flip(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -
     return padded[np.arange(b)[:, None, None], rows, cols[:, None, :]]
 
 
-def _normalize(images: np.ndarray) -> np.ndarray:
+def _normalize(images: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> np.ndarray:
     out = images.astype(np.float32)
-    out -= MEAN
-    out /= STD
+    out -= mean
+    out /= std
     return out
 
 
@@ -314,9 +386,14 @@ class _BatchReader:
     """Picklable map function ``step -> local batch`` (opens its source lazily, once per worker)."""
 
     def __init__(self, r: _Resolved, split: str, image_size: int, seed: int, global_batch: int,
-                 process_index: int, process_count: int, train: bool):
+                 process_index: int, process_count: int, train: bool, eval_transform=None):
         self.open_split, self.split, self.size = r.open_split, split, image_size
-        self.small, self.hflip = r.native_size is not None, r.hflip
+        self.small, self.hflip, self.skip_bad = r.native_size is not None, r.hflip, r.skip_bad
+        self.eval_tf = eval_transform
+        self.mean, self.std = MEAN, STD
+        if eval_transform is not None:  # train with the checkpoint's mean/std too
+            self.mean = np.asarray(eval_transform.mean, np.float32) * 255
+            self.std = np.asarray(eval_transform.std, np.float32) * 255
         self.n = r.split_sizes[split]
         self.seed, self.global_batch, self.train = seed, global_batch, train
         self.local = global_batch // process_count
@@ -342,21 +419,41 @@ class _BatchReader:
             epoch, start = 0, step * self.global_batch + self.offset
             indices = np.arange(start, min(start + self.local, self.n))
         records = [self._source[int(i)] for i in indices]
+        valid = np.array([r is not None for r in records], np.float32)
+        if not valid.all():  # skip_bad: a file that failed to decode
+            if self.train:  # replaced by the next readable example (deterministic: a function of the index)
+                records = [r if r is not None else self._substitute(int(i)) for r, i in zip(records, indices)]
+            else:  # left out of the metrics (mask 0)
+                blank = {"image": np.zeros((self.size, self.size, 3), np.uint8), "label": 0}
+                records = [r if r is not None else blank for r in records]
         images = self._augment(records, indices, epoch) if self.train else self._eval(records)
         labels = np.array([r["label"] for r in records], np.int32)
-        batch = {"image": _normalize(images), "label": labels}
+        if images.dtype != np.float32:  # (an eval transform normalises itself)
+            images = _normalize(images, self.mean, self.std)
+        batch = {"image": images, "label": labels}
         if not self.train:
             pad = self.local - len(records)
             batch = {
                 "image": np.concatenate([batch["image"], np.zeros((pad,) + batch["image"].shape[1:], np.float32)]),
                 "label": np.concatenate([labels, np.zeros(pad, np.int32)]),
-                "mask": np.concatenate([np.ones(len(records), np.float32), np.zeros(pad, np.float32)]),
+                "mask": np.concatenate([valid, np.zeros(pad, np.float32)]),
             }
+        if self.skip_bad:
+            batch["skipped"] = np.array(len(records) - int(valid.sum()), np.int32)  # not a model input: pop it
         return batch
+
+    def _substitute(self, i: int) -> dict:
+        for k in range(1, self.n):
+            r = self._source[(i + k) % self.n]
+            if r is not None:
+                return r
+        raise BadImageError(f"no readable image in split {self.split!r}")
 
     def _eval(self, records: list[dict]) -> np.ndarray:
         if not records:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
+        if self.eval_tf is not None:  # torchvision's preset of a checkpoint: resize, center crop, normalise
+            return np.stack([self.eval_tf(r["image"]) for r in records])
         if self.small:
             return np.stack([_resize(r["image"], self.size) for r in records])
         return np.stack([_resize_shorter_center_crop(Image.fromarray(r["image"]), self.size) for r in records])
@@ -415,7 +512,7 @@ def train_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int,
     _check_batch(global_batch_size, process_index, process_count)
     steps_per_epoch(info, global_batch_size)
     reader = _BatchReader(_resolve(cfg), info.train_split, info.image_size, seed, global_batch_size,
-                          process_index, process_count, train=True)
+                          process_index, process_count, train=True, eval_transform=cfg.eval_transform)
     return _iterate(cfg, grain.MapDataset.range(start_step, sys.maxsize), reader)
 
 
@@ -424,5 +521,5 @@ def eval_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, 
     """One pass over the eval split; the last batch is zero-padded, with "mask" f32 [L] 0 on padding."""
     _check_batch(global_batch_size, process_index, process_count)
     reader = _BatchReader(_resolve(cfg), info.eval_split, info.image_size, 0, global_batch_size,
-                          process_index, process_count, train=False)
+                          process_index, process_count, train=False, eval_transform=cfg.eval_transform)
     return _iterate(cfg, grain.MapDataset.range(-(-info.num_eval // global_batch_size)), reader)

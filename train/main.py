@@ -101,14 +101,16 @@ def replicate(tree, mesh):
 
 
 def evaluate(eval_fn, variables, dcfg, info, batch_size, mesh) -> dict:
-    sums = None
+    sums, skipped = None, 0
     for local in data.eval_batches(dcfg, info, global_batch_size=batch_size, process_index=jax.process_index(),
                                    process_count=jax.process_count()):
+        skipped += int(local.pop("skipped", 0))
         s = eval_fn(variables, steps.global_batch(local, mesh))
         sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
     s = {k: float(v) for k, v in jax.device_get(sums).items()}
     n = max(s["count"], 1.0)
-    return {"loss": s["loss"] / n, "top1": s["top1"] / n, "top5": s["top5"] / n, "count": int(s["count"])}
+    return {"loss": s["loss"] / n, "top1": s["top1"] / n, "top5": s["top5"] / n, "count": int(s["count"]),
+            "skipped_count": skipped}
 
 
 def _write_json(path: str, obj: dict) -> None:
@@ -161,6 +163,9 @@ def run(cfg: TrainConfig) -> dict:
               f"{num_classes} classes, {size}x{size}); {jax.device_count()} devices, {jax.process_count()} "
               f"processes; global batch {cfg.batch_size} x {spe} steps/epoch; workdir {workdir}; "
               f"runtime settings: {', '.join(runtime.applied()) or 'none'}")
+    if info.bad_files:
+        log.print(f"--skip-bad-images: left out {len(info.bad_files)} unreadable file(s): "
+                  + ", ".join(info.bad_files[:5]) + (" ..." if len(info.bad_files) > 5 else ""))
 
     repl = NamedSharding(mesh, P())
     x0 = jnp.zeros((1, size, size, 3), jnp.float32)
@@ -215,7 +220,7 @@ def run(cfg: TrainConfig) -> dict:
                                                                 info, cfg.batch_size, mesh).items()})
         return res
 
-    train_images, train_seconds = 0, 0.0
+    train_images, train_seconds, train_skipped = 0, 0.0, 0
     results = None
     if not cfg.eval_only:
         it = data.train_batches(dcfg, info, global_batch_size=cfg.batch_size, seed=cfg.seed, start_step=start_step,
@@ -227,7 +232,9 @@ def run(cfg: TrainConfig) -> dict:
                 log.start_epoch(epoch, cfg.epochs, spe, initial=step - (epoch - 1) * spe)
                 t0, n0 = time.perf_counter(), 0
                 while step < epoch_end:
-                    state, metrics = train_fn(state, steps.global_batch(next(it), mesh))
+                    local = next(it)
+                    train_skipped += int(local.pop("skipped", 0))
+                    state, metrics = train_fn(state, steps.global_batch(local, mesh))
                     step += 1
                     n0 += cfg.batch_size
                     if step % cfg.log_every == 0 or step == epoch_end:
@@ -265,6 +272,11 @@ def run(cfg: TrainConfig) -> dict:
         "steps": int(state.step), "resumed_from_step": start_step or None, "eval_only": cfg.eval_only,
         **{k: v for k, v in results.items() if not k.endswith("count")},
         "num_eval": results["test_count"],
+        "eval_weights": cfg.eval_weights,
+        # folder: datasets with --skip-bad-images (this process's reads): files left out when the dataset was
+        # opened, train reads of undecodable files replaced by the next readable one, eval images masked out
+        "bad_images": {"left_out": len(info.bad_files), "left_out_files": list(info.bad_files[:20]),
+                       "train_reads_replaced": train_skipped, "eval_masked": results["test_skipped_count"]},
         "best_step": best, "best_test_top1": (mngr.metrics(best) or {}).get("top1") if best is not None else None,
         "img_per_s": train_images / train_seconds if train_seconds else None,
         "train_seconds": train_seconds, "compile_seconds": {k: v["seconds"] for k, v in compile_seconds.items()},
@@ -287,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
         run(cfg)
-    except SetupError as e:
+    except (SetupError, data.BadImageError) as e:  # BadImageError: an undecodable file met during training
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

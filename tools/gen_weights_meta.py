@@ -1,0 +1,134 @@
+"""Development-only generator of flaxnets/data/weights.json and flaxnets/data/imagenet_classes.json.
+
+Reads torchvision 0.28.0's weights enums (``torchvision.models.get_model_weights(name)``: each
+member's ``transforms`` partial of ``ImageClassification`` and its ``meta``) and timm 1.0.31's
+pretrained cfgs (``timm.models.get_pretrained_cfg`` for every architecture.tag), and writes the
+facts the eval transforms and ``python -m flaxnets.predict`` need as JSON. The package reads the
+JSON; it never imports this script, torchvision or timm (CI has neither). Regenerate with
+
+    python tools/gen_weights_meta.py      # from the repository root, torchvision + timm installed
+
+torchvision is imported through the project's CPU shim (/work/shared/tools/torchvision_shim.py,
+or $TORCHVISION_SHIM_DIR).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import OrderedDict
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(REPO, "flaxnets", "data")
+# timm architectures with a timm layout in flaxnets (the families being added).
+TIMM_PATTERNS = ("*vovnet*", "darknet*", "cspdarknet53", "semnasnet_*", "mobilenetv1_100", "mobilenetv1_125")
+
+
+def _torchvision():
+    sys.path.insert(0, os.environ.get("TORCHVISION_SHIM_DIR", "/work/shared/tools"))
+    from torchvision_shim import torchvision  # noqa: F401
+
+    import torchvision
+    return torchvision
+
+
+def _num(x):
+    return None if x != x else x  # NaN (no published accuracy) -> null
+
+
+def torchvision_entries(tv) -> tuple[dict, list[str]]:
+    models, categories = OrderedDict(), None
+    for name in sorted(tv.models.list_models(module=tv.models)):
+        enum = tv.models.get_model_weights(name)
+        entry = {"default": enum.DEFAULT.name, "weights": OrderedDict()}
+        for w in enum:
+            t = w.transforms
+            assert t.func.__name__ == "ImageClassification", (name, w, t)
+            inst = t()
+            assert inst.antialias is True, (name, w)
+            meta = w.meta
+            metrics = meta["_metrics"]["ImageNet-1K"]
+            has_head = meta["categories"] is not None  # vgg16 IMAGENET1K_FEATURES: a feature extractor
+            if categories is None and has_head:
+                categories = list(meta["categories"])
+            assert not has_head or list(meta["categories"]) == categories, (name, w)
+            entry["weights"][w.name] = OrderedDict(
+                resize_size=inst.resize_size[0],
+                crop_size=inst.crop_size[0],
+                interpolation=inst.interpolation.value,
+                mean=[float(v) for v in inst.mean],
+                std=[float(v) for v in inst.std],
+                acc1=_num(metrics["acc@1"]),
+                acc5=_num(metrics["acc@5"]),
+                imagenet_head=has_head,
+                num_params=meta["num_params"],
+                min_size=list(meta["min_size"]),
+                url=w.url,
+                file=w.url.rsplit("/", 1)[-1],
+                gflops=meta.get("_ops"),
+                file_size_mb=meta.get("_file_size"),
+            )
+        models[name] = entry
+    return models, categories
+
+
+def timm_entries() -> dict:
+    import timm
+    import torch
+    from timm.models import get_pretrained_cfg
+    from timm.models._registry import get_arch_pretrained_cfgs, list_models, list_pretrained
+
+    pretrained = set(list_pretrained())
+    models = OrderedDict()
+    for pat in TIMM_PATTERNS:
+        for arch in list_models(pat):
+            default = get_pretrained_cfg(arch)
+            tags = OrderedDict()
+            for full in get_arch_pretrained_cfgs(arch):
+                cfg = get_pretrained_cfg(full).to_dict()
+                tags[cfg["tag"] or ""] = OrderedDict(
+                    input_size=list(cfg["input_size"]),
+                    crop_pct=cfg.get("crop_pct", 0.875),
+                    crop_mode=cfg.get("crop_mode", "center"),
+                    interpolation=cfg.get("interpolation", "bilinear"),
+                    mean=[float(v) for v in cfg["mean"]],
+                    std=[float(v) for v in cfg["std"]],
+                    num_classes=cfg["num_classes"],
+                    test_input_size=list(cfg["test_input_size"]) if cfg.get("test_input_size") else None,
+                    test_crop_pct=cfg.get("test_crop_pct"),
+                    has_weights=f"{arch}.{cfg['tag']}" in pretrained,
+                    url=cfg.get("url") or None,
+                    hf_hub_id=cfg.get("hf_hub_id"),
+                )
+            with torch.device("meta"):
+                n = sum(p.numel() for p in timm.create_model(arch, pretrained=False).parameters())
+            models[arch] = {"default": default.tag or "", "num_params": n, "weights": tags}
+    return models
+
+
+def main() -> None:
+    tv = _torchvision()
+    import timm
+
+    tv_models, categories = torchvision_entries(tv)
+    source = (f"Generated by tools/gen_weights_meta.py from torchvision {tv.__version__.split('+')[0]} weights "
+              f"metadata (torchvision.models.get_model_weights(name): Weights.transforms, Weights.url, "
+              f"Weights.meta) and timm {timm.__version__} pretrained cfgs (timm.models.get_pretrained_cfg). "
+              f"Do not edit by hand.")
+    os.makedirs(OUT, exist_ok=True)
+    doc = OrderedDict(_source=source, torchvision=tv_models, timm=timm_entries())
+    with open(os.path.join(OUT, "weights.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(OUT, "imagenet_classes.json"), "w") as f:
+        json.dump(OrderedDict(
+            _source=(f"torchvision {tv.__version__.split('+')[0]} _IMAGENET_CATEGORIES (Weights.meta['categories'],"
+                     f" identical for every IMAGENET1K weights release); generated by tools/gen_weights_meta.py"),
+            categories=categories), f, indent=0)
+        f.write("\n")
+    print(f"{len(tv_models)} torchvision models, {sum(len(m['weights']) for m in tv_models.values())} weights; "
+          f"{len(doc['timm'])} timm architectures; {len(categories)} classes -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()
