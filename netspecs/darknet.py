@@ -53,7 +53,9 @@ def _torch_linspace_f32(end: float, steps: int) -> list[float]:
 
 def drop_path_rates(drop_path_rate: float, depths: tuple[int, ...]) -> list[list[float]]:
     """timm.layers.calculate_drop_path_rates(rate, depths, stagewise=True): a float32 linspace
-    from 0 to `rate` over all blocks, split per stage."""
+    from 0 to `rate` over all blocks, split per stage. torch's CPU linspace is vectorised, and
+    the rounding of some entries depends on the CPU's vector width: these values (the scalar
+    kernel's) can differ from torch's by one float32 ulp (torchref calls torch.linspace)."""
     flat = _torch_linspace_f32(drop_path_rate, sum(depths))
     out, i = [], 0
     for d in depths:

@@ -75,6 +75,12 @@ OVERRIDES: dict[str, Case] = {
     "efficientnet_b6": Case(train_large=True),
     "efficientnet_b7": Case(train_large=True),
     "efficientnet_v2_m": Case(train_large=True),
+    # darknet (timm)
+    # Eval for all five by default; the float64 train check by default for darknet17 (dark
+    # stages), sedarknet21 (+ SE) and cspdarknet53 (cross stages: split, concat); darknet21 and
+    # darknet53 repeat darknet17's blocks (train 49 / 81 s measured) and go to the large tier.
+    "darknet21": Case(train_large=True),
+    "darknet53": Case(train_large=True),
 }
 
 

@@ -13,11 +13,16 @@ import functools
 import torch
 from torch import nn
 
-from netspecs.darknet import (VARIANTS, CrossStageSpec, DarkNetConfig, DarkStageSpec,
-                              drop_path_rates, se_channels)
+from netspecs.darknet import VARIANTS, CrossStageSpec, DarkNetConfig, DarkStageSpec, se_channels
 from netspecs.registry import register_variants
 from torchref import MODELS
 from torchref.layers import ClassifierHead, ConvNormAct, DropPath, SEModule
+
+
+def drop_path_rates(drop_path_rate: float, depths) -> list[list[float]]:
+    """timm.layers.calculate_drop_path_rates(stagewise=True), with torch.linspace as timm
+    (netspecs.darknet.drop_path_rates is the same up to one float32 ulp)."""
+    return [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths), device="cpu").split(depths)]
 
 
 class DarkBlock(nn.Module):
@@ -94,7 +99,9 @@ class DarkNet(nn.Module):
                                                   act_layer=act_layer, **conv_kw))
         prev = config.stem.out_chs
         stages = []
-        for spec, dprs in zip(config.stages, drop_path_rates(drop_path_rate, config.depths)):
+        dprs_all = (drop_path_rates(drop_path_rate, config.depths) if drop_path_rate
+                    else [[0.0] * d for d in config.depths])
+        for spec, dprs in zip(config.stages, dprs_all):
             cls = CrossStage if isinstance(spec, CrossStageSpec) else DarkStage
             stages.append(cls(prev, spec, dprs, act_layer, conv_kw))
             prev = spec.out_chs
