@@ -173,10 +173,10 @@ def test_features_only_head_and_in_chans():
     # num_classes=0: timm's fc is Identity -> pooled features; in_chans=1: one-channel stem
     model = flaxnets.create_model("darknet17", num_classes=0, in_chans=1)
     x = jnp.ones((1, 32, 32, 1))
-    variables = model.init(jax.random.key(0), x)
+    variables = jax.jit(model.init)(jax.random.key(0), x)
     assert "head" not in variables["params"]
     assert variables["params"]["stem"]["conv1"]["conv"]["kernel"].shape == (3, 3, 1, 32)
-    assert model.apply(variables, x).shape == (1, 1024)
+    assert jax.eval_shape(model.apply, variables, x).shape == (1, 1024)
     sd = _random_state_dict("darknet17", num_classes=0, in_chans=1)
     assert "head.fc.weight" not in sd and tuple(sd["stem.conv1.conv.weight"].shape) == (32, 1, 3, 3)
     back = to_torch_state_dict("darknet17", from_torch_state_dict("darknet17", sd, num_classes=0,
@@ -187,11 +187,11 @@ def test_features_only_head_and_in_chans():
 def test_float64_and_bfloat16():
     x = np.random.default_rng(0).standard_normal((1, 33, 35, 3))
     model = flaxnets.create_model("darknet17", num_classes=5)
+    v = jax.jit(model.init)(jax.random.key(0), jnp.asarray(x, jnp.float32))
     with jax.enable_x64(True):
-        v = model.init(jax.random.key(0), jnp.asarray(x, jnp.float64))
         v64 = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, v)
-        y = model.apply(v64, jnp.asarray(x, jnp.float64))
+        y = jax.jit(model.apply)(v64, jnp.asarray(x, jnp.float64))
         assert y.dtype == jnp.float64
-    v = model.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
-    y = flaxnets.create_model("darknet17", num_classes=5, dtype=jnp.bfloat16).apply(v, jnp.asarray(x, jnp.float32))
+    bf16 = flaxnets.create_model("darknet17", num_classes=5, dtype=jnp.bfloat16)
+    y = jax.jit(bf16.apply)(v, jnp.asarray(x, jnp.float32))
     assert y.dtype == jnp.bfloat16 and y.shape == (1, 5)
