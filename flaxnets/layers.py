@@ -6,7 +6,9 @@
   *unbiased* batch variance goes into `var`); state lives in the `batch_stats` collection,
   including torch's `num_batches_tracked`.
 - `ConvBNAct` (torchvision's `Conv2dNormActivation`), `SqueezeExcitation`
-  (torchvision.ops.SqueezeExcitation), `Linear` (torch's default init).
+  (torchvision.ops.SqueezeExcitation; also timm's SEModule, same keys), `Linear` (torch's
+  default init); timm's `ConvNormAct` / `BatchNormAct2d` (keys `conv.*`, `bn.*`) and padding
+  rule `timm_padding`.
 - Pooling with torch's rules: `adaptive_avg_pool2d`, `max_pool2d` (ceil_mode),
   `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations
   (`gelu` is torch's exact erf form).
@@ -30,7 +32,7 @@ from jax import lax
 
 from flaxnets import conv_ops
 from flaxnets.conv_ops import conv2d
-from netspecs.common import make_divisible  # noqa: F401  (re-exported: one definition)
+from netspecs.common import make_divisible, timm_padding  # noqa: F401  (re-exported: one definition)
 
 Dtype = Any
 Act = Optional[Callable[[jax.Array], jax.Array]]
@@ -93,6 +95,12 @@ def sigmoid(x):
 def gelu(x):
     """torch.nn.GELU() (the exact erf form; jax.nn.gelu defaults to the tanh approximation)."""
     return jax.nn.gelu(x, approximate=False)
+
+
+def leaky_relu(x, negative_slope: float = 0.01):
+    """torch.nn.LeakyReLU(negative_slope) (default 0.01, timm's 'leaky_relu'), with torch's
+    gradient at 0 (negative_slope; jax.nn.leaky_relu's is 1)."""
+    return jnp.where(x > 0, x, x * negative_slope)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -218,30 +226,35 @@ class BatchNorm2d(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        c = x.shape[-1]
-        scale = self.param("scale", self.scale_init, (c,), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (c,), self.param_dtype)
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), self.param_dtype))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), self.param_dtype))
-        count = self.variable("batch_stats", "num_batches_tracked", lambda: jnp.zeros((), jnp.int32))
-        out_dtype = self.dtype or jnp.result_type(x.dtype, scale.dtype)
-        # Statistics in at least float32 (float64 stays float64).
-        stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
-        if train:
-            # The closed-form VJP where the fast paths apply (CPU by default; measured there).
-            bn = _bn_train if conv_ops.fast_paths() else _bn_batch
-            y, mean, var = bn(x, scale, bias, self.eps, stat_dtype)
-            if not self.is_initializing():
-                n = x.size // c
-                m = self.momentum
-                unbiased = var * (n / max(n - 1, 1))
-                ra_mean.value = ((1 - m) * ra_mean.value + m * mean).astype(ra_mean.value.dtype)
-                ra_var.value = ((1 - m) * ra_var.value + m * unbiased).astype(ra_var.value.dtype)
-                count.value = count.value + 1
-        else:
-            y = _bn_normalize(x.astype(stat_dtype), ra_mean.value.astype(stat_dtype),
-                              ra_var.value.astype(stat_dtype), scale, bias, self.eps)
-        return y.astype(out_dtype)
+        return _batch_norm(self, x, train)
+
+
+def _batch_norm(m: BatchNorm2d, x, train: bool):
+    """BatchNorm2d's computation with `m`'s fields, variables created in `m`'s scope."""
+    c = x.shape[-1]
+    scale = m.param("scale", m.scale_init, (c,), m.param_dtype)
+    bias = m.param("bias", m.bias_init, (c,), m.param_dtype)
+    ra_mean = m.variable("batch_stats", "mean", lambda: jnp.zeros((c,), m.param_dtype))
+    ra_var = m.variable("batch_stats", "var", lambda: jnp.ones((c,), m.param_dtype))
+    count = m.variable("batch_stats", "num_batches_tracked", lambda: jnp.zeros((), jnp.int32))
+    out_dtype = m.dtype or jnp.result_type(x.dtype, scale.dtype)
+    # Statistics in at least float32 (float64 stays float64).
+    stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
+    if train:
+        # The closed-form VJP where the fast paths apply (CPU by default; measured there).
+        bn = _bn_train if conv_ops.fast_paths() else _bn_batch
+        y, mean, var = bn(x, scale, bias, m.eps, stat_dtype)
+        if not m.is_initializing():
+            n = x.size // c
+            mom = m.momentum
+            unbiased = var * (n / max(n - 1, 1))
+            ra_mean.value = ((1 - mom) * ra_mean.value + mom * mean).astype(ra_mean.value.dtype)
+            ra_var.value = ((1 - mom) * ra_var.value + mom * unbiased).astype(ra_var.value.dtype)
+            count.value = count.value + 1
+    else:
+        y = _bn_normalize(x.astype(stat_dtype), ra_mean.value.astype(stat_dtype),
+                          ra_var.value.astype(stat_dtype), scale, bias, m.eps)
+    return y.astype(out_dtype)
 
 
 class LayerNorm(nn.Module):
@@ -327,17 +340,59 @@ class SqueezeExcitation(nn.Module):
     scale_act: Callable = sigmoid
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = torch_default_init  # timm's models: kaiming_fan_out
 
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
         s = Conv2d(self.squeeze_channels, 1, use_bias=True, dtype=self.dtype,
-                   param_dtype=self.param_dtype, kernel_init=torch_default_init, name="fc1")(s)
+                   param_dtype=self.param_dtype, kernel_init=self.kernel_init, name="fc1")(s)
         s = self.act(s)
         s = Conv2d(c, 1, use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype,
-                   kernel_init=torch_default_init, name="fc2")(s)
+                   kernel_init=self.kernel_init, name="fc2")(s)
         return x * self.scale_act(s)
+
+
+class BatchNormAct2d(BatchNorm2d):
+    """timm.layers.BatchNormAct2d: BatchNorm2d (its variables at this module's own path, as
+    timm's subclass of nn.BatchNorm2d keeps them) followed by `act` (None: identity)."""
+
+    act: Act = relu
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        y = _batch_norm(self, x, train)
+        return y if self.act is None else self.act(y)
+
+
+class ConvNormAct(nn.Module):
+    """timm.layers.ConvNormAct with BatchNormAct2d: submodules `conv` (no bias) and `bn`
+    (BatchNorm + activation). `padding=None` is timm's `padding=''` rule (`timm_padding`)."""
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    padding: int | None = None
+    dilation: int = 1
+    groups: int = 1
+    apply_act: bool = True
+    act: Act = relu
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    bn_scale_init: Callable = nn.initializers.ones
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        pad = (timm_padding(self.kernel_size, self.stride, self.dilation)
+               if self.padding is None else self.padding)
+        x = Conv2d(self.features, self.kernel_size, self.stride, pad, self.dilation, self.groups,
+                   dtype=self.dtype, param_dtype=self.param_dtype, name="conv")(x)
+        return BatchNormAct2d(self.bn_momentum, self.bn_eps, dtype=self.dtype,
+                              param_dtype=self.param_dtype, scale_init=self.bn_scale_init,
+                              act=self.act if self.apply_act else None, name="bn")(x, train)
 
 
 # ----------------------------------------------------------------------------- functions

@@ -14,4 +14,5 @@ FAMILIES = (
     "efficientnet",
     "convnext",
     "maxvit",
+    "darknet",
 )

@@ -90,6 +90,12 @@ OVERRIDES: dict[str, Case] = {
     # trains at 64x64 with 2x2 partitions instead (block grids 16/8/4/2, same code paths;
     # 45 CPU-s, 2.3 GB).
     "maxvit_t": Case(eval_sizes=((224, 224), (221, 223)), train_kwargs=(("partition_size", 2),)),
+    # darknet (timm)
+    # Eval for all five by default; the float64 train check by default for darknet17 (dark
+    # stages), sedarknet21 (+ SE) and cspdarknet53 (cross stages: split, concat); darknet21 and
+    # darknet53 repeat darknet17's blocks (train 49 / 81 s measured) and go to the large tier.
+    "darknet21": Case(train_large=True),
+    "darknet53": Case(train_large=True),
 }
 
 

@@ -1,4 +1,4 @@
-"""Shared torch building blocks with torchvision's module layout (and so its state_dict keys)."""
+"""Shared torch building blocks with torchvision's (and timm's) module layout, so its state_dict keys."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -6,7 +6,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from netspecs.common import make_divisible  # noqa: F401  (one definition for both sides)
+from netspecs.common import make_divisible, timm_padding  # noqa: F401  (one definition for both sides)
 
 
 class Conv2dNormActivation(nn.Sequential):
@@ -72,3 +72,93 @@ class StochasticDepth(nn.Module):
 
     def forward(self, x):
         return stochastic_depth(x, self.p, self.training)
+
+
+# ----------------------------------------------------------------------------- timm layers
+class BatchNormAct2d(nn.BatchNorm2d):
+    """timm.layers.BatchNormAct2d: nn.BatchNorm2d (keys at this module's path) + `drop`
+    (Identity) + `act` (Identity without activation)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU, apply_act: bool = True):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.drop = nn.Identity()
+        self.act = act_layer() if apply_act and act_layer is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super().forward(x)))
+
+
+class ConvNormAct(nn.Module):
+    """timm.layers.ConvNormAct (BatchNormAct2d norm, no anti-aliasing): keys conv.*, bn.*.
+    Padding is timm's `padding=''` rule (`timm_padding`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 dilation: int = 1, groups: int = 1, apply_act: bool = True,
+                 act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+                 eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                              timm_padding(kernel_size, stride, dilation), dilation=dilation,
+                              groups=groups, bias=False)
+        self.bn = BatchNormAct2d(out_channels, eps, momentum, act_layer, apply_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class SEModule(nn.Module):
+    """timm.layers.SEModule (no BN, no max pool): keys fc1.*, fc2.*; gate sigmoid."""
+
+    def __init__(self, channels: int, rd_channels: int,
+                 act_layer: Callable[..., nn.Module] = nn.ReLU):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, rd_channels, kernel_size=1, bias=True)
+        self.bn = nn.Identity()
+        self.act = act_layer()
+        self.fc2 = nn.Conv2d(rd_channels, channels, kernel_size=1, bias=True)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_se = self.fc2(self.act(self.bn(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return x * self.gate(x_se)
+
+
+class DropPath(nn.Module):
+    """timm.layers.DropPath (scale_by_keep): per-sample drop, same as stochastic_depth "row"."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stochastic_depth(x, self.drop_prob, self.training)
+
+
+class SelectAdaptivePool2d(nn.Module):
+    """timm.layers.SelectAdaptivePool2d(pool_type='avg', flatten=True)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool_type = "avg"
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(self.pool(x))
+
+
+class ClassifierHead(nn.Module):
+    """timm.layers.ClassifierHead(pool_type='avg'): global_pool, drop, fc (Linear), flatten."""
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.in_features = in_features
+        self.global_pool = SelectAdaptivePool2d()
+        self.num_features = in_features
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.flatten = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(self.fc(self.drop(self.global_pool(x))))
