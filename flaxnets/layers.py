@@ -537,10 +537,11 @@ def interpolate(x, size: int | Sequence[int], mode: str = "bilinear", align_corn
     """torch.nn.functional.interpolate(x, size, mode, align_corners) for mode "bilinear" or
     "bicubic" (antialias=False) over the LAST TWO axes (torch's (N, C, H, W) layout), in numpy.
 
-    A weight-space helper (e.g. resizing ViT position embeddings), not a traced layer. The source
-    indices and tap weights are torch's CPU kernel's bit for bit (ATen's index arithmetic with
-    its FMA contractions, cubic A = -0.75); the weighted sum rounds differently (measured
-    against torch 2.13 CPU on random maps: <= 2.1e-7 relative in float32, <= 3.3e-15 in float64).
+    A weight-space helper (e.g. resizing ViT position embeddings), not a traced layer.
+    "bicubic" in float32 is torch's CPU kernel bit for bit (ATen's index and cubic-coefficient
+    arithmetic, A = -0.75, with the FMA contractions of its build, and its tap order; measured
+    against torch 2.13: no element differs); "bilinear" has torch's exact tap weights but rounds
+    the sum differently (<= 2.1e-7 relative); float64 agrees to rounding (<= 4e-15).
     `jax.image.resize`'s cubic is Keys a = -0.5 without align_corners: it does not match torch."""
     if mode not in ("bilinear", "bicubic"):
         raise ValueError(f"interpolate: mode must be 'bilinear' or 'bicubic', got {mode!r}")
@@ -550,12 +551,17 @@ def interpolate(x, size: int | Sequence[int], mode: str = "bilinear", align_corn
     oh, ow = _pair(size)
     ih, wh = _interp_taps(x.shape[-2], oh, mode, align_corners, x.dtype)
     iw, ww = _interp_taps(x.shape[-1], ow, mode, align_corners, x.dtype)
-    out = None
-    for j in range(ih.shape[1]):
+    def weighted_sum(terms, weights):
+        # torch's unrolled tap loop, compiled with FMA contraction: t0*w0 + t1*w1 fuses the
+        # first product, every later tap is fma(t, w, acc).
+        acc = _fma(terms[0], weights[0], terms[1] * weights[1])
+        for t, w in zip(terms[2:], weights[2:]):
+            acc = _fma(t, w, acc)
+        return acc
+
+    inner = []
+    for j in range(ih.shape[1]):  # height taps outermost, width taps inside
         rows = x[..., ih[:, j], :]
-        inner = rows[..., iw[:, 0]] * ww[:, 0]
-        for k in range(1, iw.shape[1]):
-            inner = _fma(rows[..., iw[:, k]], ww[:, k], inner)
-        h = wh[:, j][:, None]
-        out = inner * h if out is None else _fma(inner, h, out)
-    return out
+        inner.append(weighted_sum([rows[..., iw[:, k]] for k in range(iw.shape[1])],
+                                  [ww[:, k] for k in range(iw.shape[1])]))
+    return weighted_sum(inner, [wh[:, j][:, None] for j in range(ih.shape[1])])

@@ -85,15 +85,18 @@ def test_input_size_errors():
 
 
 def test_dropout_knobs_train_mode():
-    """dropout and attention_dropout act in train mode only, through the "dropout" stream."""
-    x = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
-    base = flaxnets.create_model("vit_b_32", image_size=64, num_classes=10)
-    variables = jax.jit(base.init)(jax.random.key(0), x)
-    variables = jax.tree.map(lambda v: v + 0.02 * jax.random.normal(jax.random.key(3), v.shape), variables)
+    """dropout and attention_dropout act in train mode only, through the "dropout" stream (a
+    1-layer ViT through the same module classes and builder as the registered names)."""
+    tiny = ViTConfig(patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+    base = fvit.build(tiny, image_size=16, num_classes=10)
+    rng = np.random.default_rng(0)
+    variables = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.standard_normal(s.shape), s.dtype),
+                             jax.eval_shape(base.init, jax.random.key(0), x))
     ev = np.asarray(jax.jit(base.apply)(variables, x))
-    np.testing.assert_array_equal(ev, np.asarray(jax.jit(lambda v, x: base.apply(v, x, train=True))(variables, x)))
+    np.testing.assert_array_equal(ev, np.asarray(jax.jit(lambda v: base.apply(v, x, train=True))(variables)))
     for knobs in ({"dropout": 0.3}, {"attention_dropout": 0.3}):
-        model = flaxnets.create_model("vit_b_32", image_size=64, num_classes=10, **knobs)
+        model = fvit.build(tiny, image_size=16, num_classes=10, **knobs)
         run = jax.jit(lambda k: model.apply(variables, x, train=True, rngs={"dropout": k}))
         a, b, c = (np.asarray(run(jax.random.key(k))) for k in (0, 0, 1))
         np.testing.assert_array_equal(a, b)
@@ -127,7 +130,7 @@ def test_multihead_attention_matches_torch(dtype, tol):
         def loss(p, xj):
             y = fm.apply({"params": p}, xj)
             return jnp.sum(y * jnp.asarray(wts.numpy())), y
-        (_, y), (gp, gx) = jax.value_and_grad(loss, (0, 1), has_aux=True)(params, xj)
+        (_, y), (gp, gx) = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(params, xj)
         assert y.dtype == jnp.dtype(str(dtype).split(".")[1])
         assert rel_err(y, ref.detach().numpy()) <= tol
         assert rel_err(gx, x.grad.numpy()) <= tol
@@ -139,11 +142,17 @@ def test_multihead_attention_dropout():
     fm = MultiheadAttention(4, dropout=0.5)
     x = jax.random.normal(jax.random.key(0), (2, 9, 16))
     v = fm.init(jax.random.key(1), x)
-    ev = fm.apply(v, x)
-    a, b, c = (fm.apply(v, x, train=True, rngs={"dropout": jax.random.key(k)}) for k in (0, 0, 1))
+    ev = jax.jit(fm.apply)(v, x)
+    run = jax.jit(lambda k: fm.apply(v, x, train=True, rngs={"dropout": k}))
+    a, b, c = (run(jax.random.key(k)) for k in (0, 0, 1))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert rel_err(a, ev) > 1e-2 and rel_err(a, c) > 1e-2
-    np.testing.assert_array_equal(np.asarray(MultiheadAttention(4).apply(v, x, train=True)), np.asarray(ev))
+    plain = jax.jit(lambda v: MultiheadAttention(4).apply(v, x, train=True))(v)
+    np.testing.assert_array_equal(np.asarray(plain), np.asarray(ev))
+
+
+def _torch_kernels_fma() -> bool:
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
 @pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
@@ -166,7 +175,10 @@ def test_interpolate_weights_are_torchs(mode, align_corners):
 @pytest.mark.parametrize("align_corners", [True, False])
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 5e-7), (np.float64, 1e-14)])
 def test_interpolate_matches_torch(mode, align_corners, dtype, tol):
-    # Measured (torch 2.13 CPU): <= 2.1e-7 float32, <= 3.3e-15 float64.
+    # Measured (torch 2.13 CPU, AVX512 kernels): bicubic float32 bit for bit, bilinear float32
+    # <= 1.6e-7, float64 <= 3.3e-15. Bit-exactness rests on torch's x86 kernel builds contracting
+    # to FMA (the AVX2 / AVX512 dispatch): asserted there only.
+    exact = mode == "bicubic" and dtype == np.float32 and _torch_kernels_fma()
     rng = np.random.default_rng(0)
     for (h, w), size in [((14, 14), (24, 24)), ((14, 17), (7, 9)), ((7, 7), (24, 24)),
                          ((24, 24), (14, 14)), ((14, 14), (37, 37)), ((5, 3), (1, 4)), ((1, 1), (3, 3))]:
@@ -175,6 +187,8 @@ def test_interpolate_matches_torch(mode, align_corners, dtype, tol):
         got = interpolate(x, size, mode, align_corners)
         assert got.dtype == ref.dtype and got.shape == ref.shape
         assert rel_err(got, ref) <= tol, ((h, w), size)
+        if exact:
+            np.testing.assert_array_equal(got, ref, err_msg=f"{(h, w)} -> {size}")
     with pytest.raises(ValueError, match="mode"):
         interpolate(x, 3, "nearest")
 
@@ -199,6 +213,8 @@ def test_interpolate_embeddings_matches_torchref(mode, dtype, tol):
         assert got["encoder.pos_embedding"].dtype == np_sd["encoder.pos_embedding"].dtype
         err = rel_err(got["encoder.pos_embedding"], ref["encoder.pos_embedding"].numpy())
         assert err <= tol, (side, image_size, err)
+        if mode == "bicubic" and dtype == torch.float32 and _torch_kernels_fma():
+            np.testing.assert_array_equal(got["encoder.pos_embedding"], ref["encoder.pos_embedding"].numpy())
         np.testing.assert_array_equal(got["encoder.pos_embedding"][:, 0], np_sd["encoder.pos_embedding"][:, 0])
         assert np_sd["encoder.pos_embedding"].shape == (1, side * side + 1, 32)  # input untouched
         # The Flax-variables form gives the same array.
