@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.linen.dtypes import promote_dtype
@@ -194,7 +195,7 @@ def interpolate_embeddings(image_size: int, patch_size: int, variables, interpol
     `variables` is either Flax variables ({"params": {..., "encoder": {"pos_embedding": ...}}})
     or a torch-layout state dict of numpy arrays ({"encoder.pos_embedding": ..., ...}); the
     same kind comes back, a new tree (the input is not modified), with the position embedding
-    resized for `image_size` (numpy, dtype kept) and, if `reset_heads`, without the heads
+    resized for `image_size` (dtype kept; a jax array in Flax variables stays one) and, if `reset_heads`, without the heads
     (params "heads" / keys "heads.*"; the rest of the tree is shared, not copied).
     """
     if "encoder.pos_embedding" in variables:  # torch-layout state dict
@@ -215,7 +216,7 @@ def interpolate_embeddings(image_size: int, patch_size: int, variables, interpol
     new = interpolate_pos_embedding(encoder["pos_embedding"], image_size, patch_size, interpolation_mode)
     out = dict(variables)
     if new.shape != np.shape(encoder["pos_embedding"]):
-        encoder["pos_embedding"] = new
+        encoder["pos_embedding"] = jnp.asarray(new) if isinstance(encoder["pos_embedding"], jax.Array) else new
         params["encoder"] = encoder
         if reset_heads:
             params.pop("heads", None)
