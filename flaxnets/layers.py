@@ -13,7 +13,9 @@
   `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations
   (`gelu` is torch's exact erf form).
 - Transformer pieces: `LayerNorm` (torch's eps per family), `attention` (softmax attention
-  through `jax.nn.dot_product_attention`).
+  through `jax.nn.dot_product_attention`), `MultiheadAttention` (torch.nn.MultiheadAttention,
+  packed in_proj), `MLP` (torchvision.ops.MLP).
+- `interpolate`: torch's F.interpolate (bilinear / bicubic) in numpy, for weight resizing.
 
 Every layer computes in the dtype of its inputs and parameters unless `dtype` is given
 (e.g. `jnp.bfloat16` for mixed precision; BatchNorm statistics then stay in float32).
@@ -285,7 +287,8 @@ class LayerNorm(nn.Module):
         return y.astype(out_dtype)
 
 
-def attention(q, k, v, bias=None, scale: float | None = None):
+def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: float = 0.0,
+              dropout_rng=None):
     """Softmax attention, q/k/v (batch, length, heads, head_dim) -> same layout as q.
 
     `scale` multiplies q·k (default 1/sqrt(head_dim), torch's MultiheadAttention); `bias` is
@@ -293,17 +296,54 @@ def attention(q, k, v, bias=None, scale: float | None = None):
     broadcastable to (batch, heads, q_len, k_len). Half-precision inputs go through
     `jax.nn.dot_product_attention` (a fused kernel on GPU); float32 and float64 are computed
     in their own dtype, since that function always takes the softmax in float32 (1e-7 off
-    torch in float64).
+    torch in float64). With `dropout_rate` > 0 and a `dropout_rng`, the attention weights go
+    through dropout after the softmax (torch's scaled_dot_product_attention(dropout_p=...)).
     """
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    if q.dtype in (jnp.bfloat16, jnp.float16):
+    drop = dropout_rate > 0.0 and dropout_rng is not None
+    if q.dtype in (jnp.bfloat16, jnp.float16) and not drop:
         return jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype),
                                             scale=scale)
     logits = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k)
     if bias is not None:
         logits = logits + bias.astype(logits.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+    weights = jax.nn.softmax(logits, axis=-1)
+    if drop:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
+        weights = jnp.where(keep, weights / jnp.asarray(1.0 - dropout_rate, weights.dtype), 0)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+class MultiheadAttention(nn.Module):
+    """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, batch_first=True) as
+    self-attention (query = key = value), returning only the output (need_weights=False).
+
+    Parameters in torch's own layout and names (carried as is by the converter):
+    `in_proj_weight` (3 * embed_dim, embed_dim), packed q, k, v rows; `in_proj_bias`
+    (3 * embed_dim,); the `out_proj` Linear submodule. Attention dropout (`dropout`, on the
+    softmax weights) uses the "dropout" RNG stream in train mode.
+    """
+
+    num_heads: int
+    dropout: float = 0.0
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        b, length, d = x.shape
+        if d % self.num_heads:
+            raise ValueError(f"{self.name}: embed_dim {d} not divisible by num_heads {self.num_heads}")
+        w = self.param("in_proj_weight", nn.initializers.xavier_uniform(), (3 * d, d), self.param_dtype)
+        bias = self.param("in_proj_bias", nn.initializers.zeros, (3 * d,), self.param_dtype)
+        x, w, bias = promote_dtype(x, w, bias, dtype=self.dtype)
+        qkv = (jnp.dot(x, w.T) + bias).reshape(b, length, 3, self.num_heads, d // self.num_heads)
+        rng = self.make_rng("dropout") if train and self.dropout > 0.0 else None
+        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], dropout_rate=self.dropout,
+                      dropout_rng=rng)
+        return Linear(d, dtype=self.dtype, param_dtype=self.param_dtype,
+                      bias_init=nn.initializers.zeros, name="out_proj")(y.reshape(b, length, d))
 
 
 class ConvBNAct(nn.Module):
@@ -395,6 +435,35 @@ class ConvNormAct(nn.Module):
                               act=self.act if self.apply_act else None, name="bn")(x, train)
 
 
+class MLP(nn.Module):
+    """torchvision.ops.MLP without norm layers: per hidden width Linear, activation, Dropout,
+    then the last Linear and Dropout; submodules named by their Sequential index (Linears at
+    "0", "3", ...: ViT's MLPBlock keys mlp.0 / mlp.3)."""
+
+    hidden_channels: Sequence[int]
+    act: Callable = relu
+    dropout: float = 0.0
+    use_bias: bool = True
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = torch_default_init
+    bias_init: Callable | None = None  # None: torch's default
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        i = 0
+        for n, width in enumerate(self.hidden_channels):
+            x = Linear(width, self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+                       kernel_init=self.kernel_init, bias_init=self.bias_init, name=str(i))(x)
+            i += 1
+            if n < len(self.hidden_channels) - 1:
+                x = self.act(x)
+                i += 1
+            x = nn.Dropout(self.dropout, name=str(i))(x, deterministic=not train)
+            i += 1
+        return x
+
+
 # ----------------------------------------------------------------------------- functions
 def stochastic_depth(x, p: float, train: bool, module: nn.Module):
     """torchvision.ops.stochastic_depth(mode="row") using `module`'s "dropout" RNG stream."""
@@ -484,3 +553,88 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
 def flatten_nchw(x):
     """torch.flatten(x, 1) of the NCHW tensor this NHWC array stands for."""
     return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+def _fma(a, b, c):
+    """a * b + c rounded once, as torch's CPU kernels compute it (compiled with FMA
+    contraction). float32 through float64 (exact product); float64 through Dekker's exact
+    product and a compensated sum (correctly rounded unless the result is a near tie)."""
+    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+    if a.dtype == np.float32:
+        return (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(np.float32)
+    p = a * b
+
+    def split(v):
+        s = 134217729.0 * v  # 2**27 + 1
+        hi = s - (s - v)
+        return hi, v - hi
+    (ah, al), (bh, bl) = split(a), split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl  # p + e == a * b exactly
+    s = p + c
+    bb = s - p
+    return s + (((p - (s - bb)) + (c - bb)) + e)
+
+
+def _interp_taps(n_in: int, n_out: int, mode: str, align_corners: bool, dtype):
+    """Per output index: the input indices (clamped to the border) and weights torch's upsample
+    kernels use (ATen's area_pixel_compute_source_index, cubic A = -0.75). The operation
+    order, and where FMA contraction applies, reproduce torch 2.x's CPU kernel."""
+    f = np.dtype(dtype).type
+    d = np.arange(n_out).astype(dtype)
+    if align_corners:
+        scale = f(f(n_in - 1) / f(n_out - 1)) if n_out > 1 else f(0)
+        src = scale * d
+    else:
+        src = _fma(f(f(n_in) / f(n_out)), d + f(0.5), f(-0.5))
+        if mode == "bilinear":
+            src = np.maximum(src, f(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    t = np.minimum(np.maximum(src - i0.astype(dtype), f(0)), f(1)).astype(dtype)
+    one = f(1)
+    if mode == "bilinear":
+        return np.stack([i0, np.minimum(i0 + 1, n_in - 1)], -1), np.stack([one - t, t], -1)
+    a = f(-0.75)
+
+    def near(x):  # |x| <= 1: ((A + 2) x - (A + 3)) x x + 1
+        return _fma(a + f(2), x, -(a + f(3))) * x * x + one
+
+    def far(x):  # 1 < |x| < 2: ((A x - 5A) x + 8A) x - 4A
+        return _fma(_fma(a, x, -f(5) * a), x, f(8) * a) * x - f(4) * a
+
+    w = np.stack([far(t + one), near(t), near(one - t), far((one - t) + one)], -1).astype(dtype)
+    return np.clip(i0[:, None] + np.arange(-1, 3), 0, n_in - 1), w
+
+
+def interpolate(x, size: int | Sequence[int], mode: str = "bilinear", align_corners: bool = False):
+    """torch.nn.functional.interpolate(x, size, mode, align_corners) for mode "bilinear" or
+    "bicubic" (antialias=False) over the LAST TWO axes (torch's (N, C, H, W) layout), in numpy.
+
+    A weight-space helper (e.g. resizing ViT position embeddings), not a traced layer.
+    "bicubic" is torch's CPU kernel (ATen's index and cubic-coefficient arithmetic, A = -0.75,
+    with the FMA contractions of its x86 build, and its tap order): measured against torch 2.13
+    (AVX512 kernels), float32 bit for bit, float64 bit for bit with align_corners=False and
+    <= 2e-15 relative with True. "bilinear" has torch's exact tap weights but rounds the sum
+    differently (<= 1.6e-7 relative in float32, <= 3.3e-15 in float64).
+    `jax.image.resize`'s cubic is Keys a = -0.5 without align_corners: it does not match torch."""
+    if mode not in ("bilinear", "bicubic"):
+        raise ValueError(f"interpolate: mode must be 'bilinear' or 'bicubic', got {mode!r}")
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"interpolate: float32 or float64 input expected, got {x.dtype}")
+    oh, ow = _pair(size)
+    ih, wh = _interp_taps(x.shape[-2], oh, mode, align_corners, x.dtype)
+    iw, ww = _interp_taps(x.shape[-1], ow, mode, align_corners, x.dtype)
+    def weighted_sum(terms, weights):
+        # torch's unrolled tap loop, compiled with FMA contraction: t0*w0 + t1*w1 fuses the
+        # first product, every later tap is fma(t, w, acc).
+        acc = _fma(terms[0], weights[0], terms[1] * weights[1])
+        for t, w in zip(terms[2:], weights[2:]):
+            acc = _fma(t, w, acc)
+        return acc
+
+    inner = []
+    for j in range(ih.shape[1]):  # height taps outermost, width taps inside
+        rows = x[..., ih[:, j], :]
+        inner.append(weighted_sum([rows[..., iw[:, k]] for k in range(iw.shape[1])],
+                                  [ww[:, k] for k in range(iw.shape[1])]))
+    return weighted_sum(inner, [wh[:, j][:, None] for j in range(ih.shape[1])])

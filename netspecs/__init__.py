@@ -15,4 +15,5 @@ FAMILIES = (
     "convnext",
     "maxvit",
     "darknet",
+    "vit",
 )

@@ -31,6 +31,7 @@ class Case:
     large: bool | None = None        # None: decided by parameter count
     train_large: bool | None = None  # None: same as large
     eval_large: bool | None = None   # None: decided by parameter count
+    full_sizes: tuple | None = None  # large-tier eval sizes; None: EVAL_SIZES
 
 
 # Family overrides (one block per family).
@@ -96,6 +97,17 @@ OVERRIDES: dict[str, Case] = {
     # darknet53 repeat darknet17's blocks (train 49 / 81 s measured) and go to the large tier.
     "darknet21": Case(train_large=True),
     "darknet53": Case(train_large=True),
+    # vit
+    # A ViT is defined for one input size (image_size, 224 by default; torchvision asserts it):
+    # every check runs at 224x224, train included. vit_b_32 keeps eval + float64 train in the
+    # default suite; vit_b_16 eval by default, its train check in the large tier;
+    # tests/test_vit.py checks vit_b_16 built with image_size=160 (eval, layer by layer) and
+    # interpolate_embeddings end to end. vit_l_* / vit_h_14 (> 300M parameters) are large-tier
+    # only (eval_large by parameter count), eval at 224.
+    "vit_b_16": Case(eval_sizes=((224, 224),), train_size=(224, 224), train_large=True),
+    "vit_b_32": Case(eval_sizes=((224, 224),), train_size=(224, 224)),
+    **{n: Case(eval_sizes=((224, 224),), full_sizes=((224, 224),), train_size=(224, 224))
+       for n in ("vit_l_16", "vit_l_32", "vit_h_14")},
 }
 
 

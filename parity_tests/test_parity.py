@@ -90,7 +90,7 @@ def test_eval(name):
 
 @pytest.mark.parametrize("name", _large(lambda n: is_large(n) or is_eval_large(n)))
 def test_eval_full_size(name):
-    _check_eval(name, cases.EVAL_SIZES, "eval_full")
+    _check_eval(name, cases.case(name).full_sizes or cases.EVAL_SIZES, "eval_full")
 
 
 def _available_memory() -> int | None:

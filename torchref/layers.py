@@ -162,3 +162,26 @@ class ClassifierHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.flatten(self.fc(self.drop(self.global_pool(x))))
+
+
+class MLP(nn.Sequential):
+    """torchvision.ops.MLP: (Linear, [norm], activation, Dropout) per hidden width, then the last
+    Linear and Dropout, as one Sequential (ViT's MLPBlock keys mlp.0 / mlp.3, Swin's MLP)."""
+
+    def __init__(self, in_channels: int, hidden_channels: list[int],
+                 norm_layer: Optional[Callable[..., nn.Module]] = None,
+                 activation_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+                 inplace: Optional[bool] = None, bias: bool = True, dropout: float = 0.0):
+        params = {} if inplace is None else {"inplace": inplace}
+        layers: list[nn.Module] = []
+        in_dim = in_channels
+        for hidden_dim in hidden_channels[:-1]:
+            layers.append(nn.Linear(in_dim, hidden_dim, bias=bias))
+            if norm_layer is not None:
+                layers.append(norm_layer(hidden_dim))
+            layers.append(activation_layer(**params))
+            layers.append(nn.Dropout(dropout, **params))
+            in_dim = hidden_dim
+        layers.append(nn.Linear(in_dim, hidden_channels[-1], bias=bias))
+        layers.append(nn.Dropout(dropout, **params))
+        super().__init__(*layers)
