@@ -62,7 +62,7 @@ def load(path: str | os.PathLike) -> "OrderedDict[str, np.ndarray]":
 def save(path: str | os.PathLike, arrays) -> None:
     """Write {name: array} as a `.safetensors` file (`safetensors.torch.load_file` reads it)."""
     path = os.fspath(path)
-    arrays = {k: np.ascontiguousarray(np.asarray(a)) for k, a in arrays.items()}
+    arrays = {k: np.array(a, order="C") for k, a in arrays.items()}  # (ascontiguousarray: 0-d -> 1-d)
     bad = [f"{k} ({a.dtype})" for k, a in arrays.items() if a.dtype not in _NAMES]
     if bad:
         raise ValueError(f"dtypes a .safetensors file cannot hold: {', '.join(bad)}")
