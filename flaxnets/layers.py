@@ -7,6 +7,8 @@
   including torch's `num_batches_tracked`.
 - `ConvBNAct` (torchvision's `Conv2dNormActivation`), `SqueezeExcitation`
   (torchvision.ops.SqueezeExcitation), `Linear` (torch's default init).
+- timm's layout: `BatchNormAct2d`, `ConvNormAct`, `SeparableConvNormAct`, `ClassifierHead`
+  (timm.layers; submodules conv/bn, conv_dw/conv_pw/bn, fc).
 - Pooling with torch's rules: `adaptive_avg_pool2d`, `max_pool2d` (ceil_mode),
   `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations
   (`gelu` is torch's exact erf form).
@@ -200,6 +202,7 @@ class BatchNorm2d(nn.Module):
     param_dtype: Dtype = jnp.float32
     scale_init: Callable = nn.initializers.ones
     bias_init: Callable = nn.initializers.zeros
+    act: Act = None  # applied to the output (BatchNormAct2d below)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -226,7 +229,16 @@ class BatchNorm2d(nn.Module):
         else:
             y = _bn_normalize(x.astype(stat_dtype), ra_mean.value.astype(stat_dtype),
                               ra_var.value.astype(stat_dtype), scale, bias, self.eps)
-        return y.astype(out_dtype)
+        y = y.astype(out_dtype)
+        return y if self.act is None else self.act(y)
+
+
+class BatchNormAct2d(BatchNorm2d):
+    """timm.layers.BatchNormAct2d: a BatchNorm2d (its own weight/bias/running stats, no child
+    holding them) followed by an activation, ReLU by default; `act=None` is timm's
+    apply_act=False. One module, so its output is the activated one, as timm's."""
+
+    act: Act = relu
 
 
 class LayerNorm(nn.Module):
@@ -322,6 +334,85 @@ class SqueezeExcitation(nn.Module):
         s = Conv2d(c, 1, use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype,
                    kernel_init=torch_default_init, name="fc2")(s)
         return x * self.scale_act(s)
+
+
+def timm_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
+    """timm.layers.get_padding: the symmetric padding timm's convolutions use (padding='')."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+class ConvNormAct(nn.Module):
+    """timm.layers.ConvNormAct: conv "conv" (no bias, timm's padding) -> BatchNormAct2d "bn"
+    (`act=None`: timm's apply_act=False)."""
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+    act: Act = relu
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = kaiming_fan_out
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = Conv2d(self.features, self.kernel_size, self.stride,
+                   timm_padding(self.kernel_size, self.stride, self.dilation), self.dilation,
+                   self.groups, dtype=self.dtype, param_dtype=self.param_dtype,
+                   kernel_init=self.kernel_init, name="conv")(x)
+        return BatchNormAct2d(self.bn_momentum, self.bn_eps, dtype=self.dtype,
+                              param_dtype=self.param_dtype, act=self.act, name="bn")(x, train)
+
+
+class SeparableConvNormAct(nn.Module):
+    """timm.layers.SeparableConvNormAct: depthwise "conv_dw" (channel_multiplier 1) ->
+    pointwise "conv_pw" (both without bias) -> BatchNormAct2d "bn"."""
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    dilation: int = 1
+    act: Act = relu
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = kaiming_fan_out
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        c = x.shape[-1]
+        x = Conv2d(c, self.kernel_size, self.stride,
+                   timm_padding(self.kernel_size, self.stride, self.dilation), self.dilation, c,
+                   dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init,
+                   name="conv_dw")(x)
+        x = Conv2d(self.features, 1, padding=0, dtype=self.dtype, param_dtype=self.param_dtype,
+                   kernel_init=self.kernel_init, name="conv_pw")(x)
+        return BatchNormAct2d(self.bn_momentum, self.bn_eps, dtype=self.dtype,
+                              param_dtype=self.param_dtype, act=self.act, name="bn")(x, train)
+
+
+class ClassifierHead(nn.Module):
+    """timm.layers.ClassifierHead(pool_type="avg"): global average pool over every spatial
+    axis, Dropout(drop_rate), Linear "fc" (none when num_classes == 0: pooled features out)."""
+
+    num_classes: int
+    drop_rate: float = 0.0
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    fc_bias_init: Callable | None = None  # None: torch's default
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+        x = nn.Dropout(self.drop_rate, name="drop")(x, deterministic=not train)
+        if self.num_classes <= 0:
+            return x
+        return Linear(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                      bias_init=self.fc_bias_init, name="fc")(x)
 
 
 # ----------------------------------------------------------------------------- functions

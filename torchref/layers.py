@@ -72,3 +72,95 @@ class StochasticDepth(nn.Module):
 
     def forward(self, x):
         return stochastic_depth(x, self.p, self.training)
+
+
+# ----------------------------------------------------------------------------- timm's layout
+def timm_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
+    """timm.layers.get_padding (padding='')."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """timm.layers.BatchNormAct2d: BatchNorm2d (keys weight, bias, running_*) + children `drop`
+    (Identity) and `act` (Identity when act_layer is None / apply_act=False)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU, inplace: bool = True):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.drop = nn.Identity()
+        self.act = nn.Identity() if act_layer is None else act_layer(inplace=inplace)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super().forward(x)))
+
+
+class ConvNormAct(nn.Module):
+    """timm.layers.ConvNormAct: `conv` (bias-free, timm's padding), `bn` (BatchNormAct2d)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 dilation: int = 1, groups: int = 1,
+                 act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                              timm_padding(kernel_size, stride, dilation), dilation, groups,
+                              bias=False)
+        self.bn = BatchNormAct2d(out_channels, act_layer=act_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class SeparableConvNormAct(nn.Module):
+    """timm.layers.SeparableConvNormAct: `conv_dw` (depthwise), `conv_pw` (1x1), `bn`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 dilation: int = 1, act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(in_channels, in_channels, kernel_size, stride,
+                                 timm_padding(kernel_size, stride, dilation), dilation,
+                                 groups=in_channels, bias=False)
+        self.conv_pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn = BatchNormAct2d(out_channels, act_layer=act_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv_pw(self.conv_dw(x)))
+
+
+class DropPath(nn.Module):
+    """timm.layers.DropPath (scale_by_keep=True): torchvision's row-mode stochastic depth."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stochastic_depth(x, self.drop_prob, self.training)
+
+
+class SelectAdaptivePool2d(nn.Module):
+    """timm.layers.SelectAdaptivePool2d(pool_type="avg", flatten=True): children `pool`, `flatten`."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool_type = "avg"
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(self.pool(x))
+
+
+class ClassifierHead(nn.Module):
+    """timm.layers.ClassifierHead(pool_type="avg"): `global_pool`, `drop`, `fc` (Linear; Identity
+    when num_classes == 0), `flatten` (Identity)."""
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.in_features = in_features
+        self.global_pool = SelectAdaptivePool2d()
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.flatten = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(self.fc(self.drop(self.global_pool(x))))
