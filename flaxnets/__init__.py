@@ -42,6 +42,7 @@ from flaxnets import (  # noqa: E402,F401
     shufflenetv2,
     efficientnet,
     vovnet,
+    timm_mobilenetv1,
 )
 from flaxnets.convert import (  # noqa: E402
     from_torch_state_dict,

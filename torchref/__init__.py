@@ -37,4 +37,5 @@ from torchref import (  # noqa: E402,F401
     shufflenetv2,
     efficientnet,
     vovnet,
+    timm_mobilenetv1,
 )
