@@ -75,6 +75,17 @@ OVERRIDES: dict[str, Case] = {
     "efficientnet_b6": Case(train_large=True),
     "efficientnet_b7": Case(train_large=True),
     "efficientnet_v2_m": Case(train_large=True),
+    # vovnet
+    # ese_vovnet19b_dw (depthwise, eSE) and ese_vovnet39b (residual, eSE) keep the train check;
+    # vovnet39a (V1: no residual, no eSE) keeps eval. 99b: reduced-size eval by default.
+    "vovnet39a": Case(train_large=True),
+    "vovnet57a": Case(train_large=True),
+    "ese_vovnet57b": Case(train_large=True),
+    "ese_vovnet99b": Case(large=True),
+    # timm_mobilenetv1
+    # mobilenetv1_100 keeps the train check (the others differ in widths / one head conv).
+    "mobilenetv1_100h": Case(train_large=True),
+    "mobilenetv1_125": Case(train_large=True),
 }
 
 
