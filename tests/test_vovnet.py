@@ -160,3 +160,17 @@ def test_odd_size_eval_matches_torch():
     variables = from_torch_state_dict(name, model.state_dict())
     got = jax.jit(flaxnets.create_model(name).apply)(variables, jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
     assert np.max(np.abs(np.asarray(got) - ref)) / np.max(np.abs(ref)) <= 1e-5
+
+
+def test_timm_layers_padding_and_dtype():
+    """timm's get_padding (not torch-style (k-1)//2: a 2x2/2 conv pads 1), and bf16 compute
+    with float32 parameters reaches the logits."""
+    from flaxnets.layers import ConvNormAct, timm_padding
+
+    assert [timm_padding(3, 2), timm_padding(2, 2), timm_padding(1, 2), timm_padding(3, 1, 2)] == [1, 1, 0, 2]
+    y = jax.eval_shape(lambda: ConvNormAct(4, 2, 2).init_with_output(jax.random.key(0), jnp.zeros((1, 7, 7, 3)))[0])
+    assert y.shape == (1, 4, 4, 4)  # torch: Conv2d(3, 4, 2, 2, padding=1) on 7x7
+    model = flaxnets.create_model("ese_vovnet19b_dw", dtype=jnp.bfloat16)
+    out, variables = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+    assert out.dtype == jnp.bfloat16
+    assert {v.dtype for v in jax.tree.leaves(variables["params"])} == {jnp.dtype(jnp.float32)}
