@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxnets import MODELS
-from flaxnets.layers import (ConvNormAct, Linear, SqueezeExcitation, kaiming_fan_out, leaky_relu,
+from flaxnets.layers import (ClassifierHead, ConvNormAct, SqueezeExcitation, kaiming_fan_out, leaky_relu,
                              stochastic_depth)
 from netspecs.darknet import (VARIANTS, CrossStageSpec, DarkNetConfig, DarkStageSpec,
                               drop_path_rates, se_channels)
@@ -146,23 +146,6 @@ class _Stages(nn.Module):
         return x
 
 
-class ClassifierHead(nn.Module):
-    """timm ClassifierHead(pool_type='avg'): global average pool, dropout, `fc`."""
-
-    num_classes: int
-    drop_rate: float = 0.0
-    dtype: Any = None
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dropout(self.drop_rate)(x, deterministic=not train)
-        if self.num_classes <= 0:  # timm: fc is Identity (pooled features)
-            return x
-        return Linear(self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.normal(0.01),
-                      bias_init=_ZEROS, name="fc")(x)
-
-
 class DarkNet(nn.Module):
     """timm CspNet for the darknet configs: `stem`, `stages`, `head`. NHWC input."""
 
@@ -186,7 +169,8 @@ class DarkNet(nn.Module):
         x = _Stem(self.config, act, self.dtype, name="stem")(x, train)
         x = _Stages(self.config, act, self.drop_path_rate, self.zero_init_last, self.dtype,
                     name="stages")(x, train)
-        return ClassifierHead(self.num_classes, self.drop_rate, self.dtype, name="head")(x, train)
+        return ClassifierHead(self.num_classes, self.drop_rate, self.dtype, name="head",
+                              fc_kernel_init=nn.initializers.normal(0.01), fc_bias_init=_ZEROS)(x, train)
 
 
 def build(config: DarkNetConfig, *, num_classes: int = 1000, drop_rate: float = 0.0,

@@ -9,6 +9,9 @@
   (torchvision.ops.SqueezeExcitation; also timm's SEModule, same keys), `Linear` (torch's
   default init); timm's `ConvNormAct` / `BatchNormAct2d` (keys `conv.*`, `bn.*`) and padding
   rule `timm_padding`.
+  (torchvision.ops.SqueezeExcitation), `Linear` (torch's default init).
+- timm's layout: `BatchNormAct2d`, `ConvNormAct`, `SeparableConvNormAct`, `ClassifierHead`
+  (timm.layers; submodules conv/bn, conv_dw/conv_pw/bn, fc).
 - Pooling with torch's rules: `adaptive_avg_pool2d`, `max_pool2d` (ceil_mode),
   `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations
   (`gelu` is torch's exact erf form).
@@ -225,6 +228,7 @@ class BatchNorm2d(nn.Module):
     param_dtype: Dtype = jnp.float32
     scale_init: Callable = nn.initializers.ones
     bias_init: Callable = nn.initializers.zeros
+    act: Act = None  # applied to the output (BatchNormAct2d below)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -638,3 +642,52 @@ def interpolate(x, size: int | Sequence[int], mode: str = "bilinear", align_corn
         inner.append(weighted_sum([rows[..., iw[:, k]] for k in range(iw.shape[1])],
                                   [ww[:, k] for k in range(iw.shape[1])]))
     return weighted_sum(inner, [wh[:, j][:, None] for j in range(ih.shape[1])])
+
+
+class SeparableConvNormAct(nn.Module):
+    """timm.layers.SeparableConvNormAct: depthwise "conv_dw" (channel_multiplier 1) ->
+    pointwise "conv_pw" (both without bias) -> BatchNormAct2d "bn"."""
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    dilation: int = 1
+    act: Act = relu
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = kaiming_fan_out
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        c = x.shape[-1]
+        x = Conv2d(c, self.kernel_size, self.stride,
+                   timm_padding(self.kernel_size, self.stride, self.dilation), self.dilation, c,
+                   dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init,
+                   name="conv_dw")(x)
+        x = Conv2d(self.features, 1, padding=0, dtype=self.dtype, param_dtype=self.param_dtype,
+                   kernel_init=self.kernel_init, name="conv_pw")(x)
+        return BatchNormAct2d(self.bn_momentum, self.bn_eps, dtype=self.dtype,
+                              param_dtype=self.param_dtype, act=self.act, name="bn")(x, train)
+
+
+class ClassifierHead(nn.Module):
+    """timm.layers.ClassifierHead(pool_type="avg"): global average pool over every spatial
+    axis, Dropout(drop_rate), Linear "fc" (none when num_classes == 0: pooled features out)."""
+
+    num_classes: int
+    drop_rate: float = 0.0
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    fc_bias_init: Callable | None = None  # None: torch's default
+    fc_kernel_init: Callable = torch_default_init
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+        x = nn.Dropout(self.drop_rate, name="drop")(x, deterministic=not train)
+        if self.num_classes <= 0:
+            return x
+        return Linear(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                      kernel_init=self.fc_kernel_init, bias_init=self.fc_bias_init, name="fc")(x)

@@ -16,4 +16,6 @@ FAMILIES = (
     "maxvit",
     "darknet",
     "vit",
+    "vovnet",
+    "timm_mobilenetv1",
 )

@@ -108,6 +108,17 @@ OVERRIDES: dict[str, Case] = {
     "vit_b_32": Case(eval_sizes=((224, 224),), train_size=(224, 224)),
     **{n: Case(eval_sizes=((224, 224),), full_sizes=((224, 224),), train_size=(224, 224))
        for n in ("vit_l_16", "vit_l_32", "vit_h_14")},
+    # vovnet
+    # ese_vovnet19b_dw (depthwise, eSE) and ese_vovnet39b (residual, eSE) keep the train check;
+    # vovnet39a (V1: no residual, no eSE) keeps eval. 99b: reduced-size eval by default.
+    "vovnet39a": Case(train_large=True),
+    "vovnet57a": Case(train_large=True),
+    "ese_vovnet57b": Case(train_large=True),
+    "ese_vovnet99b": Case(large=True),
+    # timm_mobilenetv1
+    # mobilenetv1_100 keeps the train check (the others differ in widths / one head conv).
+    "mobilenetv1_100h": Case(train_large=True),
+    "mobilenetv1_125": Case(train_large=True),
 }
 
 

@@ -185,3 +185,19 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(in_dim, hidden_channels[-1], bias=bias))
         layers.append(nn.Dropout(dropout, **params))
         super().__init__(*layers)
+
+
+class SeparableConvNormAct(nn.Module):
+    """timm.layers.SeparableConvNormAct: `conv_dw` (depthwise), `conv_pw` (1x1), `bn`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 dilation: int = 1, act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU):
+        super().__init__()
+        self.conv_dw = nn.Conv2d(in_channels, in_channels, kernel_size, stride,
+                                 timm_padding(kernel_size, stride, dilation), dilation,
+                                 groups=in_channels, bias=False)
+        self.conv_pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn = BatchNormAct2d(out_channels, act_layer=act_layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv_pw(self.conv_dw(x)))
