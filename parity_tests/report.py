@@ -3,6 +3,10 @@
     PARITY_RESULTS=/tmp/parity.jsonl pytest parity_tests            # default suite
     PARITY_RESULTS=/tmp/parity.jsonl pytest parity_tests -m large   # large tier
     python -m parity_tests.report /tmp/parity.jsonl [more.jsonl]     # rewrites both tables
+
+A cell the given results do not measure ("large tier", "–") keeps the figure the current
+table has for that model (from an earlier `-m large` run), so a default-suite run does not
+erase large-tier figures.
 """
 from __future__ import annotations
 
@@ -82,6 +86,25 @@ def table(rows: dict[str, dict], detailed: bool) -> str:
     return "".join(out)
 
 
+def _keep_old(new: str, old: str) -> str:
+    """Rows of table `new`, each unmeasured cell filled from the same model's row in `old`."""
+    def rows(text):
+        return {line.split("|")[1].strip(): line for line in text.splitlines()
+                if line.startswith("| ") and not line.startswith("| model")}
+    before = rows(old)
+    out = []
+    for line in new.splitlines(keepends=True):
+        name = line.split("|")[1].strip() if line.startswith("| ") else None
+        if name in before and not line.startswith("| model"):
+            cells, prev = line.rstrip("\n").split("|"), before[name].split("|")
+            if len(cells) == len(prev):
+                cells = [o if c.strip() in (NOT_RUN, "–") and o.strip() not in (NOT_RUN, "–") else c
+                         for c, o in zip(cells, prev)]
+                line = "|".join(cells) + "\n"
+        out.append(line)
+    return "".join(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", help="JSON lines written by the parity tests (PARITY_RESULTS)")
@@ -92,6 +115,7 @@ def main(argv=None) -> None:
     marker = "<!-- table -->"
     body = table(rows, detailed=True)
     if marker in text:
+        body = _keep_old(body, text[text.index(marker):])
         text = text[: text.index(marker) + len(marker)] + "\n\n" + body
     else:
         text = "# Parity: measured errors\n\n" + marker + "\n\n" + body
@@ -99,8 +123,9 @@ def main(argv=None) -> None:
     readme = ROOT / "README.md"
     r = readme.read_text()
     if BEGIN in r and END in r:
+        old = r[r.index(BEGIN):r.index(END)]
         r = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END),
-                   lambda _: BEGIN + "\n" + table(rows, detailed=False) + END, r, flags=re.S)
+                   lambda _: BEGIN + "\n" + _keep_old(table(rows, detailed=False), old) + END, r, flags=re.S)
         readme.write_text(r)
     print(f"{len(rows)} models -> {doc.relative_to(ROOT)}, README.md")
 
