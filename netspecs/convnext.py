@@ -1,9 +1,9 @@
 """ConvNeXt architecture table (T/S/B/L).
 
 Paper: Liu, Mao, Wu, Feichtenhofer, Darrell & Xie, "A ConvNet for the 2020s", CVPR 2022
-(arXiv:2201.03545), Sec. 3 ("Closing remarks": ConvNeXt-T/S/B/L channels C and blocks B per
-stage) and its Table 1 / Appendix A. Follows torchvision/models/convnext.py (`CNBlockConfig`
-rows, the per-variant `stochastic_depth_prob` defaults, layer scale 1e-6, LayerNorm eps 1e-6).
+(arXiv:2201.03545), Sec. 3 (the ConvNeXt-T/S/B/L channels C and blocks B per stage).
+Follows torchvision/models/convnext.py (`CNBlockConfig` rows, the per-variant
+`stochastic_depth_prob` defaults, LayerNorm eps 1e-6).
 """
 from __future__ import annotations
 
