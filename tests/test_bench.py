@@ -98,3 +98,15 @@ def test_regnet_blocks_smoke(capsys):
     assert "| all blocks, weighted by count |" in out
     with pytest.raises(SystemExit):
         bench_regnet_blocks.main(["--model", "resnet50"])
+
+
+def test_xla_flag_bench_smoke(capsys):
+    """`python -m benchmarks.xla_flag`: both workers run, one with flaxnets' XLA flag, one without."""
+    from benchmarks import xla_flag
+
+    rows = xla_flag.main(["--models", "lenet5", "--batch", "2", "--size", "32", "--repeats", "1"])
+    assert {r["mode"] for r in rows} == {"flax train", "flax infer"}
+    assert all(r["with_flag_ms"] > 0 and r["without_ms"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert "with: `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`" in out
+    assert "without: ``" in out
