@@ -127,6 +127,9 @@ class Linear(nn.Module):
     param_dtype: Dtype = jnp.float32
     kernel_init: Callable = torch_default_init
     bias_init: Callable | None = None  # None: torch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    # Applied to the bias before it is added (Swin V2 zeroes the key third of qkv's bias,
+    # as torchvision does on a clone: the parameter itself is left as it is).
+    bias_fn: Callable | None = None
 
     @nn.compact
     def __call__(self, x):
@@ -138,6 +141,8 @@ class Linear(nn.Module):
             init = self.bias_init or (lambda k, s, d: jax.random.uniform(k, s, d, -bound, bound))
             bias = self.param("bias", init, (self.features,), self.param_dtype)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if bias is not None and self.bias_fn is not None:
+            bias = self.bias_fn(bias)
         y = jnp.dot(x, kernel)
         return y if bias is None else y + bias
 
@@ -256,25 +261,29 @@ class LayerNorm(nn.Module):
         return y.astype(out_dtype)
 
 
-def attention(q, k, v, bias=None, scale: float | None = None):
+def attention(q, k, v, bias=None, scale: float | None = None, dropout: Callable | None = None):
     """Softmax attention, q/k/v (batch, length, heads, head_dim) -> same layout as q.
 
     `scale` multiplies q·k (default 1/sqrt(head_dim), torch's MultiheadAttention); `bias` is
     added to the logits before the softmax (relative position bias, attention masks), shape
-    broadcastable to (batch, heads, q_len, k_len). Half-precision inputs go through
-    `jax.nn.dot_product_attention` (a fused kernel on GPU); float32 and float64 are computed
-    in their own dtype, since that function always takes the softmax in float32 (1e-7 off
-    torch in float64).
+    broadcastable to (batch, heads, q_len, k_len). `dropout`, if given, is applied to the
+    softmax probabilities (torch's attention dropout, e.g. `F.dropout(attn, p)`). Half-precision
+    inputs without `dropout` go through `jax.nn.dot_product_attention` (a fused kernel on GPU);
+    float32 and float64 are computed in their own dtype, since that function always takes the
+    softmax in float32 (1e-7 off torch in float64).
     """
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    if q.dtype in (jnp.bfloat16, jnp.float16):
+    if q.dtype in (jnp.bfloat16, jnp.float16) and dropout is None:
         return jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype),
                                             scale=scale)
     logits = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k)
     if bias is not None:
         logits = logits + bias.astype(logits.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if dropout is not None:
+        probs = dropout(probs)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
 class ConvBNAct(nn.Module):
