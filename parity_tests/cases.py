@@ -75,6 +75,17 @@ OVERRIDES: dict[str, Case] = {
     "efficientnet_b6": Case(train_large=True),
     "efficientnet_b7": Case(train_large=True),
     "efficientnet_v2_m": Case(train_large=True),
+    # swin
+    # Eval at 224 and 199x227 (maps 49x56 -> 25x28 -> 13x14 -> 7x7: padding to window multiples,
+    # odd patch merging). Train (float64) at 96x160: maps 24x40, 12x20, 6x10, 3x5 give shifted
+    # padded windows and, at stage 3, a shift along W only (one window covers H: torchvision's
+    # no-shift rule per axis), for window 7 and window 8 alike.
+    # swin_s / swin_v2_s: same blocks as _t with a deeper stage 3; eval (reduced sizes) in the
+    # default suite, float64 train in the large tier. swin_b / swin_v2_b: large tier only.
+    **{n: Case(train_size=(96, 160)) for n in ("swin_t", "swin_v2_t")},
+    **{n: Case(eval_sizes=SMALL_EVAL_SIZES, train_size=(96, 160), train_large=True)
+       for n in ("swin_s", "swin_v2_s")},
+    **{n: Case(train_size=(96, 160), large=True, eval_large=True) for n in ("swin_b", "swin_v2_b")},
 }
 
 
