@@ -196,4 +196,6 @@ def test_bf16_compute(small):
         assert y.dtype == jnp.bfloat16
         y32 = ref.apply(v, x)
         err = float(jnp.max(jnp.abs(y.astype(jnp.float32) - y32)) / jnp.max(jnp.abs(y32)))
-        assert err < 0.1, (name, err)  # bf16 rounding through 4 blocks (measured 0.02-0.06)
+        # measured 0.006 (V1), 0.055 (V2: cosine logits x10 plus a 16*sigmoid bias reach ~26,
+        # where bfloat16's spacing is 0.125)
+        assert err < (0.02 if name.endswith("v1") else 0.1), (name, err)
