@@ -236,7 +236,8 @@ class BatchNorm2d(nn.Module):
 
 class LayerNorm(nn.Module):
     """torch.nn.LayerNorm over the last axis (`scale` <-> weight, `bias`). `eps` is per family:
-    torch's default 1e-5, 1e-6 for ViT/ConvNeXt/Swin/MaxViT. Statistics in at least float32."""
+    torch's default 1e-5 (torchvision's Swin too: partial(nn.LayerNorm, eps=1e-5)), 1e-6 for
+    ViT/ConvNeXt/MaxViT. Statistics in at least float32."""
 
     eps: float = 1e-5
     use_bias: bool = True

@@ -80,10 +80,10 @@ OVERRIDES: dict[str, Case] = {
     # odd patch merging). Train (float64) at 96x160: maps 24x40, 12x20, 6x10, 3x5 give shifted
     # padded windows and, at stage 3, a shift along W only (one window covers H: torchvision's
     # no-shift rule per axis), for window 7 and window 8 alike.
-    # swin_t / swin_v2_t: eval + train in the default suite (measured 4.7 and 6.5 min on the
-    # shared 2-core machine). _s and _b run the same blocks (stage 3 deeper, _b wider): large
-    # tier only, eval at full size and train (swin_s / swin_v2_s eval at 96, 67x81 measured
-    # 3.4 min each: too much for the default suite for no code path _t lacks).
+    # swin_t / swin_v2_t: eval + train in the default suite (22-27 s per test on 2 cores at load
+    # ~5; 4.7 / 6.5 min for both of a model's tests at load ~9). _s and _b run the same blocks
+    # (stage 3 deeper, _b wider): large tier only, eval at full size (35-60 s each) and train
+    # (45-75 s each): no code path that _t lacks.
     **{n: Case(train_size=(96, 160)) for n in ("swin_t", "swin_v2_t")},
     **{n: Case(train_size=(96, 160), large=True, eval_large=True)
        for n in ("swin_s", "swin_v2_s", "swin_b", "swin_v2_b")},
