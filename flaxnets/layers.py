@@ -155,6 +155,9 @@ class Linear(nn.Module):
     param_dtype: Dtype = jnp.float32
     kernel_init: Callable = torch_default_init
     bias_init: Callable | None = None  # None: torch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    # Applied to the bias before it is added (Swin V2 zeroes the key third of qkv's bias,
+    # as torchvision does on a clone: the parameter itself is left as it is).
+    bias_fn: Callable | None = None
 
     @nn.compact
     def __call__(self, x):
@@ -166,6 +169,8 @@ class Linear(nn.Module):
             init = self.bias_init or (lambda k, s, d: jax.random.uniform(k, s, d, -bound, bound))
             bias = self.param("bias", init, (self.features,), self.param_dtype)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if bias is not None and self.bias_fn is not None:
+            bias = self.bias_fn(bias)
         y = jnp.dot(x, kernel)
         return y if bias is None else y + bias
 
@@ -265,8 +270,8 @@ def _batch_norm(m: BatchNorm2d, x, train: bool):
 
 class LayerNorm(nn.Module):
     """torch.nn.LayerNorm over the last axis (`scale` <-> weight, `bias`). `eps` is per family:
-    torch's default 1e-5 (torchvision's MaxViT too), 1e-6 for ViT/ConvNeXt/Swin. Statistics in
-    at least float32."""
+    torch's default 1e-5 (torchvision's Swin, `partial(nn.LayerNorm, eps=1e-5)`, and MaxViT
+    too), 1e-6 for ViT and ConvNeXt. Statistics in at least float32."""
 
     eps: float = 1e-5
     use_bias: bool = True

@@ -18,4 +18,5 @@ FAMILIES = (
     "vit",
     "vovnet",
     "timm_mobilenetv1",
+    "swin",
 )

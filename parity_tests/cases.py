@@ -119,6 +119,18 @@ OVERRIDES: dict[str, Case] = {
     # mobilenetv1_100 keeps the train check (the others differ in widths / one head conv).
     "mobilenetv1_100h": Case(train_large=True),
     "mobilenetv1_125": Case(train_large=True),
+    # swin
+    # Eval at 224 and 199x227 (maps 49x56 -> 25x28 -> 13x14 -> 7x7: padding to window multiples,
+    # odd patch merging). Train (float64) at 96x160: maps 24x40, 12x20, 6x10, 3x5 give shifted
+    # padded windows and, at stage 3, a shift along W only (one window covers H: torchvision's
+    # no-shift rule per axis), for window 7 and window 8 alike.
+    # swin_t / swin_v2_t: eval + train in the default suite (22-27 s per test on 2 cores at load
+    # ~5; 4.7 / 6.5 min for both of a model's tests at load ~9). _s and _b run the same blocks
+    # (stage 3 deeper, _b wider): large tier only, eval at full size (35-60 s each) and train
+    # (45-75 s each): no code path that _t lacks.
+    **{n: Case(train_size=(96, 160)) for n in ("swin_t", "swin_v2_t")},
+    **{n: Case(train_size=(96, 160), large=True, eval_large=True)
+       for n in ("swin_s", "swin_v2_s", "swin_b", "swin_v2_b")},
 }
 
 
