@@ -4,6 +4,7 @@ Flax module paths mirror torchvision's module paths, so a torch key is the Flax 
 with "." plus a leaf rename, and a tensor is at most a transpose:
 
     params/<path>/kernel (kh, kw, in, out)  <->  <path>.weight (out, in, kh, kw)   conv
+    params/<path>/kernel (k, in, out)       <->  <path>.weight (out, in, k)        conv1d
     params/<path>/kernel (in, out)          <->  <path>.weight (out, in)           linear
     params/<path>/scale                     <->  <path>.weight                     batchnorm
     params/<path>/bias                      <->  <path>.bias
@@ -68,14 +69,14 @@ class Leaf:
     def to_torch_layout(self, a: np.ndarray) -> np.ndarray:
         if self.path[-1] == "kernel" and a.ndim == 4:
             return a.transpose(3, 2, 0, 1)
-        if self.path[-1] == "kernel" and a.ndim == 2:
+        if self.path[-1] == "kernel" and a.ndim in (2, 3):  # linear; conv1d (k, I, O) -> (O, I, k)
             return a.T
         return a
 
     def to_flax_layout(self, a: np.ndarray) -> np.ndarray:
         if self.path[-1] == "kernel" and a.ndim == 4:
             return a.transpose(2, 3, 1, 0)
-        if self.path[-1] == "kernel" and a.ndim == 2:
+        if self.path[-1] == "kernel" and a.ndim in (2, 3):
             return a.T
         return a
 
@@ -119,8 +120,8 @@ def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
 def _torch_shape(path, shape) -> tuple[int, ...]:
     if path[-1] == "kernel" and len(shape) == 4:
         return (shape[3], shape[2], shape[0], shape[1])
-    if path[-1] == "kernel" and len(shape) == 2:
-        return (shape[1], shape[0])
+    if path[-1] == "kernel" and len(shape) in (2, 3):
+        return tuple(shape)[::-1]
     return tuple(shape)
 
 
@@ -129,10 +130,11 @@ def input_size(model) -> int:
     return int(getattr(model, "default_input_size", 224))
 
 
-def input_shape(model) -> tuple[int, int, int, int]:
-    """A batch-1 NHWC input the model accepts (models with an `in_channels` knob use it)."""
+def input_shape(model) -> tuple[int, ...]:
+    """A batch-1 NHWC input the model accepts (models with an `in_channels` knob use it);
+    (1, L, C) for a model built with `spatial_dims=1`."""
     s = input_size(model)
-    return (1, s, s, int(getattr(model, "in_channels", 3)))
+    return (1, *(s,) * int(getattr(model, "spatial_dims", 2)), int(getattr(model, "in_channels", 3)))
 
 
 def variable_shapes(model) -> dict:
