@@ -472,6 +472,17 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
     return total / jnp.asarray(div[None, ..., None], dtype=x.dtype)
 
 
+def check_input(x, spatial_dims: int, in_channels: int, model: str) -> None:
+    """Raise unless x is (N, *spatial, C) with `spatial_dims` spatial axes and C = in_channels
+    (the `spatial_dims` / `in_channels` knobs of the families that take 1-D input)."""
+    if spatial_dims not in (1, 2):
+        raise ValueError(f"{model}: spatial_dims must be 1 or 2, got {spatial_dims!r}")
+    layout = "(N, L, C)" if spatial_dims == 1 else "NHWC (N, H, W, C)"
+    if x.ndim != spatial_dims + 2 or x.shape[-1] != in_channels:
+        raise ValueError(f"{model} (spatial_dims={spatial_dims}, in_channels={in_channels}) "
+                         f"expects {layout} input with C={in_channels}, got shape {tuple(x.shape)}")
+
+
 def flatten_nchw(x):
     """torch.flatten(x, 1) of the NCHW tensor this NHWC array stands for."""
     return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
