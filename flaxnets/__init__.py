@@ -41,6 +41,7 @@ from flaxnets import (  # noqa: E402,F401
     mnasnet,
     shufflenetv2,
     efficientnet,
+    semnasnet,
 )
 from flaxnets.convert import (  # noqa: E402
     from_torch_state_dict,

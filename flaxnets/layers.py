@@ -238,30 +238,36 @@ class BatchNorm2d(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        c = x.shape[-1]
-        scale = self.param("scale", self.scale_init, (c,), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (c,), self.param_dtype)
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), self.param_dtype))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), self.param_dtype))
-        count = self.variable("batch_stats", "num_batches_tracked", lambda: jnp.zeros((), jnp.int32))
-        out_dtype = self.dtype or jnp.result_type(x.dtype, scale.dtype)
-        # Statistics in at least float32 (float64 stays float64).
-        stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
-        if train:
-            # The closed-form VJP where the fast paths apply (CPU by default; measured there).
-            bn = _bn_train if conv_ops.fast_paths() else _bn_batch
-            y, mean, var = bn(x, scale, bias, self.eps, stat_dtype)
-            if not self.is_initializing():
-                n = x.size // c
-                m = self.momentum
-                unbiased = var * (n / max(n - 1, 1))
-                ra_mean.value = ((1 - m) * ra_mean.value + m * mean).astype(ra_mean.value.dtype)
-                ra_var.value = ((1 - m) * ra_var.value + m * unbiased).astype(ra_var.value.dtype)
-                count.value = count.value + 1
-        else:
-            y = _bn_normalize(x.astype(stat_dtype), ra_mean.value.astype(stat_dtype),
-                              ra_var.value.astype(stat_dtype), scale, bias, self.eps)
-        return y.astype(out_dtype)
+        return _batch_norm(self, x, train)
+
+
+def _batch_norm(self: BatchNorm2d, x, train: bool):
+    """BatchNorm2d's computation, its variables created on `self` (BatchNorm2d and
+    BatchNormAct2d call it from their compact __call__)."""
+    c = x.shape[-1]
+    scale = self.param("scale", self.scale_init, (c,), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (c,), self.param_dtype)
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), self.param_dtype))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), self.param_dtype))
+    count = self.variable("batch_stats", "num_batches_tracked", lambda: jnp.zeros((), jnp.int32))
+    out_dtype = self.dtype or jnp.result_type(x.dtype, scale.dtype)
+    # Statistics in at least float32 (float64 stays float64).
+    stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
+    if train:
+        # The closed-form VJP where the fast paths apply (CPU by default; measured there).
+        bn = _bn_train if conv_ops.fast_paths() else _bn_batch
+        y, mean, var = bn(x, scale, bias, self.eps, stat_dtype)
+        if not self.is_initializing():
+            n = x.size // c
+            m = self.momentum
+            unbiased = var * (n / max(n - 1, 1))
+            ra_mean.value = ((1 - m) * ra_mean.value + m * mean).astype(ra_mean.value.dtype)
+            ra_var.value = ((1 - m) * ra_var.value + m * unbiased).astype(ra_var.value.dtype)
+            count.value = count.value + 1
+    else:
+        y = _bn_normalize(x.astype(stat_dtype), ra_mean.value.astype(stat_dtype),
+                          ra_var.value.astype(stat_dtype), scale, bias, self.eps)
+    return y.astype(out_dtype)
 
 
 class LayerNorm(nn.Module):
@@ -368,8 +374,10 @@ class BatchNormAct2d(BatchNorm2d):
 
     act: Act = relu
 
+    @nn.compact
     def __call__(self, x, train: bool = False):
-        y = super().__call__(x, train)
+        # Not super().__call__: a second wrapped __call__ would sow a second intermediate.
+        y = _batch_norm(self, x, train)
         return y if self.act is None else self.act(y)
 
 

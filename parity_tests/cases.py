@@ -39,6 +39,7 @@ class Case:
     large: bool | None = None        # None: decided by parameter count
     train_large: bool | None = None  # None: same as large
     eval_large: bool | None = None   # None: decided by parameter count
+    layers_at_every_size: bool = False  # eval: layer by layer at every size, not the first only
     lengths_1d: tuple = ()           # 1-D eval lengths (empty: no 1-D parity tests)
     train_length_1d: int = ONE_D_TRAIN_LENGTH
 
@@ -95,6 +96,9 @@ OVERRIDES: dict[str, Case] = {
     "efficientnet_b6": Case(train_large=True),
     "efficientnet_b7": Case(train_large=True),
     "efficientnet_v2_m": Case(train_large=True),
+    # semnasnet (timm's MnasNet-A1): layer by layer at 224x224 and 199x227; semnasnet_100 in 1-D
+    **{n: Case(layers_at_every_size=True) for n in ("semnasnet_050", "semnasnet_075", "semnasnet_140")},
+    "semnasnet_100": Case(layers_at_every_size=True, **ONE_D),
 }
 
 

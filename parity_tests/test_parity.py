@@ -66,16 +66,18 @@ def test_registries_agree():
 
 def _check_eval(name: str, sizes, kind: str):
     c = cases.case(name)
-    res = eval_parity(name, sizes, {**dict(c.kwargs)}, tol=EVAL_TOL)
+    res = eval_parity(name, sizes, {**dict(c.kwargs)}, tol=EVAL_TOL,
+                      layers_at_every_size=c.layers_at_every_size)
     _record(kind, res)
-    layers = res["layers"]
-    assert layers["compared"] > 0, f"{name}: no layer outputs matched by module path"
-    assert not layers["unmatched"], (
-        f"{name}: torch modules with parameters whose output has no Flax counterpart at the same "
-        f"module path: {', '.join(layers['unmatched'])}")
-    assert layers["first_bad"] is None, (
-        f"{name}: first diverging layer {layers['first_bad'][0]} "
-        f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
+    for size, layers in res.get("layers_at", {"": res["layers"]}).items():
+        at = f" at {size}" if size else ""
+        assert layers["compared"] > 0, f"{name}{at}: no layer outputs matched by module path"
+        assert not layers["unmatched"], (
+            f"{name}{at}: torch modules with parameters whose output has no Flax counterpart at "
+            f"the same module path: {', '.join(layers['unmatched'])}")
+        assert layers["first_bad"] is None, (
+            f"{name}{at}: first diverging layer {layers['first_bad'][0]} "
+            f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
     for size, err in res["logits"].items():
         assert err <= EVAL_TOL, f"{name} eval logits at {size}: rel err {err:.3g} > {EVAL_TOL}"
 

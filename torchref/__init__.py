@@ -36,4 +36,5 @@ from torchref import (  # noqa: E402,F401
     mnasnet,
     shufflenetv2,
     efficientnet,
+    semnasnet,
 )
