@@ -1,4 +1,8 @@
-"""The one 2-D convolution every flaxnets model goes through, with per-shape fast paths.
+"""The one convolution every flaxnets model goes through, with per-shape fast paths.
+
+`conv2d` is 2-D (NHWC x HWIO) or 1-D (NLC x LIO, i.e. (N, L, C) input and a (k, I/g, O)
+kernel), the rank taken from the input. A 1-D convolution runs as the 2-D one over a unit
+height axis (a 1 x k kernel), so it goes through the same paths below, forward and gradients.
 
 `conv2d` computes what `lax.conv_general_dilated` computes (NHWC input, HWIO kernel, explicit
 per-side padding, torch's `groups`), forward and gradients. XLA:CPU (jaxlib 0.10) is slow at
@@ -422,12 +426,49 @@ def _padding(padding):
     return tuple(_pair(p) for p in padding)
 
 
+def _single(v, what: str):
+    """A 1-D convolution's stride/dilation (int or 1-tuple) as an int."""
+    if isinstance(v, int):
+        return v
+    if len(v) != 1:
+        raise ValueError(f"conv2d on 1-D input: {what} {v!r} should be an int or a 1-tuple")
+    return int(v[0])
+
+
+def _single_padding(padding) -> tuple[int, int]:
+    """A 1-D convolution's padding (int, (p,), (lo, hi) or ((lo, hi),)) as (lo, hi)."""
+    if isinstance(padding, int):
+        return (padding, padding)
+    padding = tuple(padding)
+    if len(padding) == 1:
+        p = padding[0]
+        return (p, p) if isinstance(p, int) else _pair(p)
+    if len(padding) == 2 and all(isinstance(p, int) for p in padding):
+        return (int(padding[0]), int(padding[1]))
+    raise ValueError(f"conv2d on 1-D input: padding {padding!r}")
+
+
 def conv2d(x, w, stride=1, padding=0, dilation=1, groups: int = 1,
            impl: str | None = None, precision=None):
     """2-D convolution, NHWC x HWIO -> NHWC, with explicit symmetric (or per-side) padding.
 
     `padding` is an int, a (ph, pw) pair, or ((top, bottom), (left, right)).
+
+    1-D input (N, L, C) with a (k, I/g, O) kernel: stride and dilation are ints (or 1-tuples),
+    padding an int, (p,), (lo, hi) or ((lo, hi),); computed as the 2-D convolution of a unit
+    height axis, so every fast path below applies.
     """
+    if x.ndim == 3:
+        if w.ndim != 3:
+            raise ValueError(f"conv2d: 1-D input {tuple(x.shape)} needs a (k, in/groups, out) "
+                             f"kernel, got {tuple(w.shape)}")
+        y = conv2d(x[:, None], w[None], (1, _single(stride, "stride")),
+                   ((0, 0), _single_padding(padding)), (1, _single(dilation, "dilation")),
+                   groups, impl, precision)
+        return y[:, 0]
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d: expected NHWC input and an HWIO kernel (or NLC and LIO), "
+                         f"got {tuple(x.shape)} and {tuple(w.shape)}")
     stride, dilation, padding = _pair(stride), _pair(dilation), _padding(padding)
     cin = x.shape[-1]
     if w.shape[2] * groups != cin or w.shape[3] % groups:

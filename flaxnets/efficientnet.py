@@ -5,7 +5,8 @@ ICML 2019 (arXiv:1905.11946), baseline in its Table 1 scaled by (width, depth) c
 Tan & Le, "EfficientNetV2: Smaller Models and Faster Training", ICML 2021 (arXiv:2104.00298),
 its Table 4 (S) and the M/L configurations of its reference code. Follows
 torchvision/models/efficientnet.py (module paths `features.S.B.block.M`, `classifier.1`),
-including its per-block linear stochastic-depth schedule.
+including its per-block linear stochastic-depth schedule. `spatial_dims=1` builds the same
+network for (N, L, C) signals; `in_channels` the stem's input channels.
 """
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from flaxnets import register
 from flaxnets.blocks import BlockSpec, InvertedResidual
-from flaxnets.layers import ConvBNAct, Linear, silu
+from flaxnets.layers import ConvBNAct, Linear, check_input, silu, spatial_mean
 from netspecs.efficientnet import EfficientNetConfig, VARIANTS
 
 
@@ -71,23 +71,28 @@ class EfficientNet(nn.Module):
     dropout: float = 0.2
     stochastic_depth_prob: float = 0.2
     dtype: Any = None
+    spatial_dims: int = 2
+    in_channels: int = 3
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        check_input(x, self.spatial_dims, self.in_channels, "EfficientNet")
         cfg = self.config
         stages = cfg.blocks(self.stochastic_depth_prob)
         head = cfg.last_channel or 4 * stages[-1][-1].out_channels
         x = _Features(stages, head, cfg.bn_eps, cfg.bn_momentum, self.dtype,
                       name="features")(x, train)
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_mean(x)
         return _Classifier(self.num_classes, self.dropout, self.dtype, name="classifier")(x, train)
 
 
 def _builder(cfg: EfficientNetConfig):
     def build(*, num_classes: int = 1000, dropout: float = cfg.dropout,
-              stochastic_depth_prob: float = 0.2, dtype: Any = None) -> EfficientNet:
+              stochastic_depth_prob: float = 0.2, spatial_dims: int = 2, in_channels: int = 3,
+              dtype: Any = None) -> EfficientNet:
         return EfficientNet(cfg, num_classes=num_classes, dropout=dropout,
-                            stochastic_depth_prob=stochastic_depth_prob, dtype=dtype)
+                            stochastic_depth_prob=stochastic_depth_prob, dtype=dtype,
+                            spatial_dims=spatial_dims, in_channels=in_channels)
     return build
 
 

@@ -22,9 +22,15 @@
 
 Every layer computes in the dtype of its inputs and parameters unless `dtype` is given
 (e.g. `jnp.bfloat16` for mixed precision; BatchNorm statistics then stay in float32).
+
+Spatial rank: convolutions, BatchNorm, `SqueezeExcitation`, `BatchNormAct2d`, the pools and
+`spatial_mean` take it from their input: NHWC (2-D, the default everywhere) or NLC (1-D
+signals, torch's Conv1d / BatchNorm1d / *Pool1d; a 1-D `Conv2d` kernel is (k, in/groups, out)).
+The "2d" in the names is torch's 2-D class each mirrors by default.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -56,6 +62,27 @@ def torch_default_bias(fan_in: int):
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _ntuple(v, n: int, what: str = "size") -> tuple[int, ...]:
+    """An int or an n-sequence as an n-tuple (n = the input's spatial rank)."""
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(int(a) for a in v)
+    if len(v) != n:
+        raise ValueError(f"{what} {v} given for {n}-D input")
+    return v
+
+
+def spatial_axes(x) -> tuple[int, ...]:
+    """The spatial axes of a channels-last batch: (1, 2) for NHWC, (1,) for NLC."""
+    return tuple(range(1, x.ndim - 1))
+
+
+def spatial_mean(x, keepdims: bool = False):
+    """Global average pooling over the spatial axes (torch's `x.mean([2, 3])`, or
+    `AdaptiveAvgPool{1,2}d(1)` + flatten when keepdims is False), any spatial rank."""
+    return jnp.mean(x, axis=spatial_axes(x), keepdims=keepdims)
 
 
 # ----------------------------------------------------------------------------- activations
@@ -110,7 +137,10 @@ def leaky_relu(x, negative_slope: float = 0.01):
 
 # ----------------------------------------------------------------------------- layers
 class Conv2d(nn.Module):
-    """torch.nn.Conv2d on NHWC input. Parameters: `kernel` (kh, kw, in/groups, out), `bias`."""
+    """torch.nn.Conv2d on NHWC input. Parameters: `kernel` (kh, kw, in/groups, out), `bias`.
+
+    On NLC input, torch.nn.Conv1d: `kernel` (k, in/groups, out); int knobs mean the same.
+    """
 
     features: int
     kernel_size: int | Sequence[int] = 3
@@ -126,21 +156,26 @@ class Conv2d(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        kh, kw = _pair(self.kernel_size)
-        dh, dw = _pair(self.dilation)
+        nd = x.ndim - 2
+        if nd not in (1, 2):
+            raise ValueError(f"{self.name}: expected NHWC or NLC input, got shape {x.shape}")
+        ks = _ntuple(self.kernel_size, nd, "kernel_size")
+        dil = _ntuple(self.dilation, nd, "dilation")
         if self.padding is None:
-            pad = ((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
+            pad = tuple((k - 1) // 2 * d for k, d in zip(ks, dil))
         else:
-            pad = _pair(self.padding)
+            pad = _ntuple(self.padding, nd, "padding")
         cin = x.shape[-1]
         if cin % self.groups:
             raise ValueError(f"{self.name}: {cin} input channels not divisible by groups={self.groups}")
         kernel = self.param("kernel", self.kernel_init,
-                            (kh, kw, cin // self.groups, self.features), self.param_dtype)
+                            (*ks, cin // self.groups, self.features), self.param_dtype)
         bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
                 if self.use_bias else None)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = conv2d(x, kernel, self.stride, pad, (dh, dw), self.groups)
+        stride = _ntuple(self.stride, nd, "stride")
+        y = conv2d(x, kernel, stride if nd == 2 else stride[0],
+                   pad if nd == 2 else (pad[0],), dil if nd == 2 else dil[0], self.groups)
         if bias is not None:
             y = y + bias
         return y
@@ -220,7 +255,7 @@ _bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
 
 
 class BatchNorm2d(nn.Module):
-    """torch.nn.BatchNorm2d over the last axis.
+    """torch.nn.BatchNorm2d over the last axis (torch.nn.BatchNorm1d on (N, L, C) input).
 
     `momentum` has torch's meaning (weight of the new batch statistic; Flax's momentum is
     1 - this). In train mode the batch is normalised with the biased variance and
@@ -382,7 +417,9 @@ class ConvBNAct(nn.Module):
 
 
 class SqueezeExcitation(nn.Module):
-    """torchvision.ops.SqueezeExcitation: avgpool -> fc1 -> act -> fc2 -> scale_act -> x * s."""
+    """torchvision.ops.SqueezeExcitation: avgpool -> fc1 -> act -> fc2 -> scale_act -> x * s.
+
+    Any spatial rank (the 1-D twin uses AdaptiveAvgPool1d and Conv1d)."""
 
     squeeze_channels: int
     act: Callable = relu
@@ -394,7 +431,7 @@ class SqueezeExcitation(nn.Module):
     @nn.compact
     def __call__(self, x):
         c = x.shape[-1]
-        s = jnp.mean(x, axis=(1, 2), keepdims=True)
+        s = spatial_mean(x, keepdims=True)
         s = Conv2d(self.squeeze_channels, 1, use_bias=True, dtype=self.dtype,
                    param_dtype=self.param_dtype, kernel_init=self.kernel_init, name="fc1")(s)
         s = self.act(s)
@@ -404,13 +441,15 @@ class SqueezeExcitation(nn.Module):
 
 
 class BatchNormAct2d(BatchNorm2d):
-    """timm.layers.BatchNormAct2d: BatchNorm2d (its variables at this module's own path, as
-    timm's subclass of nn.BatchNorm2d keeps them) followed by `act` (None: identity)."""
+    """timm.layers.BatchNormAct2d: a BatchNorm2d (same variables, torch keys `weight`, `bias`,
+    `running_*`) whose output goes through `act` (timm's `drop` is an Identity here), so a
+    torch hook on the module sees the activated output. Any spatial rank, like BatchNorm2d."""
 
     act: Act = relu
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        # Not super().__call__: a second wrapped __call__ would sow a second intermediate.
         y = _batch_norm(self, x, train)
         return y if self.act is None else self.act(y)
 
@@ -500,7 +539,15 @@ def _adaptive_matrix(size: int, out: int, dtype) -> np.ndarray:
 
 
 def adaptive_avg_pool2d(x, output_size: int | Sequence[int]):
-    """torch.nn.AdaptiveAvgPool2d on NHWC input, with torch's window rule at every size."""
+    """torch.nn.AdaptiveAvgPool2d on NHWC input, with torch's window rule at every size
+    (AdaptiveAvgPool1d on NLC input)."""
+    if x.ndim == 3:
+        (o,), (n, length, c) = _ntuple(output_size, 1, "output_size"), x.shape
+        if o == 1:
+            return jnp.mean(x, axis=1, keepdims=True)
+        if length % o == 0:
+            return x.reshape(n, o, length // o, c).mean(axis=2)
+        return jnp.stack([jnp.mean(x[:, s:e], axis=1) for s, e in _pool_windows(length, o)], axis=1)
     oh, ow = _pair(output_size)
     n, h, w, c = x.shape
     if (oh, ow) == (1, 1):
@@ -526,28 +573,32 @@ def _pool_geometry(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
-    """torch.nn.MaxPool2d on NHWC input, ceil_mode emulated exactly."""
-    (kh, kw), (sh, sw) = _pair(kernel_size), _pair(stride if stride is not None else kernel_size)
-    (ph, pw), (dh, dw) = _pair(padding), _pair(dilation)
-    _, eh = _pool_geometry(x.shape[1], kh, sh, ph, dh, ceil_mode)
-    _, ew = _pool_geometry(x.shape[2], kw, sw, pw, dw, ceil_mode)
+    """torch.nn.MaxPool2d on NHWC input (MaxPool1d on NLC input), ceil_mode emulated exactly."""
+    nd = x.ndim - 2
+    ks = _ntuple(kernel_size, nd, "kernel_size")
+    ss = _ntuple(stride if stride is not None else kernel_size, nd, "stride")
+    ps, ds = _ntuple(padding, nd, "padding"), _ntuple(dilation, nd, "dilation")
+    extra = [_pool_geometry(x.shape[1 + i], ks[i], ss[i], ps[i], ds[i], ceil_mode)[1]
+             for i in range(nd)]
     init = np.array(-np.inf, x.dtype)  # concrete (numpy) init: differentiable under jit
-    return lax.reduce_window(x, init, lax.max, (1, kh, kw, 1), (1, sh, sw, 1),
-                             ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0)),
-                             window_dilation=(1, dh, dw, 1))
+    return lax.reduce_window(x, init, lax.max, (1, *ks, 1), (1, *ss, 1),
+                             ((0, 0), *((p, p + e) for p, e in zip(ps, extra)), (0, 0)),
+                             window_dilation=(1, *ds, 1))
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True):
-    """torch.nn.AvgPool2d on NHWC input (divisor rules of count_include_pad and ceil_mode)."""
-    (kh, kw), (sh, sw) = _pair(kernel_size), _pair(stride if stride is not None else kernel_size)
-    ph, pw = _pair(padding)
-    h, w = x.shape[1], x.shape[2]
-    _, eh = _pool_geometry(h, kh, sh, ph, 1, ceil_mode)
-    _, ew = _pool_geometry(w, kw, sw, pw, 1, ceil_mode)
-    pads = ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0))
+    """torch.nn.AvgPool2d on NHWC input (divisor rules of count_include_pad and ceil_mode);
+    AvgPool1d on NLC input."""
+    nd = x.ndim - 2
+    ks = _ntuple(kernel_size, nd, "kernel_size")
+    ss = _ntuple(stride if stride is not None else kernel_size, nd, "stride")
+    ps = _ntuple(padding, nd, "padding")
+    sizes = x.shape[1:-1]
+    extra = [_pool_geometry(sizes[i], ks[i], ss[i], ps[i], 1, ceil_mode)[1] for i in range(nd)]
+    pads = ((0, 0), *((p, p + e) for p, e in zip(ps, extra)), (0, 0))
     zero = np.array(0, x.dtype)  # concrete (numpy) init: differentiable under jit
-    total = lax.reduce_window(x, zero, lax.add, (1, kh, kw, 1), (1, sh, sw, 1), pads)
+    total = lax.reduce_window(x, zero, lax.add, (1, *ks, 1), (1, *ss, 1), pads)
     # Divisor: window cells inside the input (count_include_pad=False) or inside the
     # symmetrically padded input (True); cells added by ceil_mode never count.
     def counts(size, k, s, p, e):
@@ -555,8 +606,20 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
         hi = size + p if count_include_pad else size
         starts = np.arange(0, size + 2 * p + e - k + 1, s) - p
         return np.clip(np.minimum(starts + k, hi) - np.maximum(starts, lo), 1, None)
-    div = np.outer(counts(h, kh, sh, ph, eh), counts(w, kw, sw, pw, ew))
-    return total / jnp.asarray(div[None, :, :, None], dtype=x.dtype)
+    div = functools.reduce(np.multiply.outer, [counts(sizes[i], ks[i], ss[i], ps[i], extra[i])
+                                              for i in range(nd)])
+    return total / jnp.asarray(div[None, ..., None], dtype=x.dtype)
+
+
+def check_input(x, spatial_dims: int, in_channels: int, model: str) -> None:
+    """Raise unless x is (N, *spatial, C) with `spatial_dims` spatial axes and C = in_channels
+    (the `spatial_dims` / `in_channels` knobs of the families that take 1-D input)."""
+    if spatial_dims not in (1, 2):
+        raise ValueError(f"{model}: spatial_dims must be 1 or 2, got {spatial_dims!r}")
+    layout = "(N, L, C)" if spatial_dims == 1 else "NHWC (N, H, W, C)"
+    if x.ndim != spatial_dims + 2 or x.shape[-1] != in_channels:
+        raise ValueError(f"{model} (spatial_dims={spatial_dims}, in_channels={in_channels}) "
+                         f"expects {layout} input with C={in_channels}, got shape {tuple(x.shape)}")
 
 
 def flatten_nchw(x):

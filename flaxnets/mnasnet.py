@@ -4,6 +4,9 @@ Paper: Tan et al., "MnasNet: Platform-Aware Neural Architecture Search for Mobil
 (arXiv:1807.11626), Figure 7(a). Follows torchvision/models/mnasnet.py, version 2 (depth
 scaling of the stem too): module paths `layers.N` (stacks `layers.8`..`layers.13`, each a
 Sequential of blocks with their own `layers.{0..7}`), `classifier.{0,1}`.
+
+`spatial_dims=1` builds the same network for (N, L, C) signals (torch twin: Conv1d,
+BatchNorm1d), `in_channels` the stem's input channels.
 """
 from __future__ import annotations
 
@@ -11,10 +14,9 @@ import functools
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from flaxnets import register
-from flaxnets.layers import BatchNorm2d, Conv2d, relu
+from flaxnets.layers import BatchNorm2d, Conv2d, check_input, relu, spatial_mean
 from flaxnets.mobilenetv2 import Classifier
 
 # The paper's TensorFlow momentum 0.9997, as a torch momentum (torchvision's expression).
@@ -95,11 +97,14 @@ class MNASNet(nn.Module):
     num_classes: int = 1000
     dropout: float = 0.2
     dtype: Any = None
+    spatial_dims: int = 2
+    in_channels: int = 3
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        check_input(x, self.spatial_dims, self.in_channels, "MNASNet")
         x = _Layers(self.alpha, self.dtype, name="layers")(x, train)
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_mean(x)
         # torchvision: kaiming_uniform_(mode="fan_out", nonlinearity="sigmoid") for the Linear.
         init = nn.initializers.variance_scaling(1.0, "fan_out", "uniform")
         return Classifier(self.num_classes, self.dropout, init, self.dtype,
@@ -107,8 +112,9 @@ class MNASNet(nn.Module):
 
 
 def _builder(alpha: float):
-    def build(*, num_classes: int = 1000, dropout: float = 0.2, dtype: Any = None) -> MNASNet:
-        return MNASNet(alpha, num_classes, dropout, dtype)
+    def build(*, num_classes: int = 1000, dropout: float = 0.2, spatial_dims: int = 2,
+              in_channels: int = 3, dtype: Any = None) -> MNASNet:
+        return MNASNet(alpha, num_classes, dropout, dtype, spatial_dims, in_channels)
     return build
 
 

@@ -3,16 +3,17 @@
 Paper: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018
 (arXiv:1801.04381), Table 2. Follows torchvision/models/mobilenetv2.py (module paths
 `features.N` with `features.N.conv.*` inside inverted residuals, `classifier.{0,1}`).
+`spatial_dims=1` builds the same network for (N, L, C) signals; `in_channels` the stem's input.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from flaxnets import register
-from flaxnets.layers import BatchNorm2d, Conv2d, ConvBNAct, Linear, relu6
+from flaxnets.layers import (BatchNorm2d, Conv2d, ConvBNAct, Linear, check_input, relu6,
+                             spatial_mean)
 from netspecs.mobilenetv2 import BlockSpec, architecture
 
 
@@ -82,17 +83,22 @@ class MobileNetV2(nn.Module):
     round_nearest: int = 8
     dropout: float = 0.2
     dtype: Any = None
+    spatial_dims: int = 2
+    in_channels: int = 3
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        check_input(x, self.spatial_dims, self.in_channels, "MobileNetV2")
         stem, blocks, last = architecture(self.width_mult, self.round_nearest)
         x = _Features(stem, blocks, last, self.dtype, name="features")(x, train)
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_mean(x)
         return Classifier(self.num_classes, self.dropout, dtype=self.dtype,
                           name="classifier")(x, train)
 
 
 @register("mobilenet_v2")
 def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0, round_nearest: int = 8,
-                 dropout: float = 0.2, dtype: Any = None) -> MobileNetV2:
-    return MobileNetV2(num_classes, width_mult, round_nearest, dropout, dtype)
+                 dropout: float = 0.2, spatial_dims: int = 2, in_channels: int = 3,
+                 dtype: Any = None) -> MobileNetV2:
+    return MobileNetV2(num_classes, width_mult, round_nearest, dropout, dtype, spatial_dims,
+                       in_channels)

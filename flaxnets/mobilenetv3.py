@@ -3,18 +3,18 @@
 Paper: Howard et al., "Searching for MobileNetV3", ICCV 2019 (arXiv:1905.02244); block
 tables from its Table 1 (large) and Table 2 (small). Follows torchvision/models/mobilenetv3.py
 (module paths `features.N[.block.M]`, `classifier.{0,3}`), including its `width_mult`,
-`reduced_tail` and `dilated` options.
+`reduced_tail` and `dilated` options. `spatial_dims=1` builds the same network for (N, L, C)
+signals; `in_channels` the stem's input channels.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from flaxnets import register
 from flaxnets.blocks import BlockSpec, InvertedResidual
-from flaxnets.layers import ConvBNAct, Linear, hardswish
+from flaxnets.layers import ConvBNAct, Linear, check_input, hardswish, spatial_mean
 
 from netspecs.mobilenetv3 import BN_EPS, BN_MOMENTUM, VARIANTS, mobilenet_v3_conf
 
@@ -52,20 +52,25 @@ class MobileNetV3(nn.Module):
     num_classes: int = 1000
     dropout: float = 0.2
     dtype: Any = None
+    spatial_dims: int = 2
+    in_channels: int = 3
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        check_input(x, self.spatial_dims, self.in_channels, "MobileNetV3")
         x = _Features(self.specs, self.dtype, name="features")(x, train)
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_mean(x)
         return _Classifier(self.last_channel, self.num_classes, self.dropout, self.dtype,
                            name="classifier")(x, train)
 
 
 def _builder(name: str):
     def build(*, num_classes: int = 1000, dropout: float = 0.2, width_mult: float = 1.0,
-              reduced_tail: bool = False, dilated: bool = False, dtype: Any = None) -> MobileNetV3:
+              reduced_tail: bool = False, dilated: bool = False, spatial_dims: int = 2,
+              in_channels: int = 3, dtype: Any = None) -> MobileNetV3:
         specs, last = mobilenet_v3_conf(name, width_mult, reduced_tail, dilated)
-        return MobileNetV3(specs, last, num_classes=num_classes, dropout=dropout, dtype=dtype)
+        return MobileNetV3(specs, last, num_classes=num_classes, dropout=dropout, dtype=dtype,
+                           spatial_dims=spatial_dims, in_channels=in_channels)
     return build
 
 

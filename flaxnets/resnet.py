@@ -5,17 +5,18 @@ Table 1; Xie et al., "Aggregated Residual Transformations for Deep Neural Networ
 (arXiv:1611.05431), Table 1; Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016
 (arXiv:1605.07146). Follows torchvision/models/resnet.py: ResNet v1.5 (the bottleneck's stride
 sits on its 3x3 convolution); module paths `conv1`, `bn1`,
-`layerS.i.{conv1,bn1,...,downsample.{0,1}}`, `fc`.
+`layerS.i.{conv1,bn1,...,downsample.{0,1}}`, `fc`. `spatial_dims=1` builds the same network
+for (N, L, C) signals; `in_channels` the stem's input channels.
 """
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from flaxnets import register
-from flaxnets.layers import BatchNorm2d, Conv2d, ConvBNAct, Linear, max_pool2d, relu
+from flaxnets.layers import (BatchNorm2d, Conv2d, ConvBNAct, Linear, check_input, max_pool2d, relu,
+                             spatial_mean)
 from netspecs.resnet import ResNetConfig, VARIANTS
 
 
@@ -107,9 +108,12 @@ class ResNet(nn.Module):
     width_per_group: int = 64
     replace_stride_with_dilation: Sequence[bool] = (False, False, False)
     dtype: Any = None
+    spatial_dims: int = 2
+    in_channels: int = 3
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        check_input(x, self.spatial_dims, self.in_channels, "ResNet")
         if len(self.replace_stride_with_dilation) != 3:
             raise ValueError("replace_stride_with_dilation should be None or a 3-element tuple, "
                              f"got {self.replace_stride_with_dilation}")
@@ -127,7 +131,7 @@ class ResNet(nn.Module):
                       self.width_per_group, first_dilation, dilation, self.zero_init_residual,
                       self.dtype, name=f"layer{s + 1}")(x, train)
             inplanes = planes * cfg.expansion
-        x = jnp.mean(x, axis=(1, 2))
+        x = spatial_mean(x)
         return Linear(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
@@ -135,10 +139,11 @@ def _builder(cfg: ResNetConfig):
     def build(*, num_classes: int = 1000, zero_init_residual: bool = False,
               groups: Optional[int] = None, width_per_group: Optional[int] = None,
               replace_stride_with_dilation: Optional[Sequence[bool]] = None,
-              dtype: Any = None) -> ResNet:
+              spatial_dims: int = 2, in_channels: int = 3, dtype: Any = None) -> ResNet:
         g, w = cfg.resolve(groups, width_per_group)
         rswd = tuple(replace_stride_with_dilation or (False, False, False))
-        return ResNet(cfg, num_classes, zero_init_residual, g, w, rswd, dtype)
+        return ResNet(cfg, num_classes, zero_init_residual, g, w, rswd, dtype, spatial_dims,
+                      in_channels)
     return build
 
 

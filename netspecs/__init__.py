@@ -19,4 +19,5 @@ FAMILIES = (
     "vovnet",
     "timm_mobilenetv1",
     "swin",
+    "semnasnet",
 )

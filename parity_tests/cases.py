@@ -9,6 +9,12 @@ stochastic depth off. Tiers (`pytest -m large` runs the large one):
   (their float64 gradient compile is the costliest part of the default suite).
 - `eval_large` (default: above HUGE_PARAMS, i.e. regnet_y_128gf): eval too is large-tier only
   (its eval alone peaks at 9.3 GB resident, two at once overflow a 24 GB CI machine).
+
+1-D builds (`spatial_dims=1`, (N, L, C) input): a model with `lengths_1d` also gets
+`test_eval_1d` (float32 logits and layer by layer at every length) and `test_train_1d`
+(float64 at `train_length_1d`), built with `in_channels=IN_CHANNELS_1D`. ONE_D is the
+default: an even and an odd length; training at 128 (a 4-long map at the head, 8 values per
+channel for train-mode BN at batch 2, as 64x64 images give 2x2 maps).
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ EVAL_SIZES = ((224, 224), (199, 227))
 SMALL_EVAL_SIZES = ((96, 96), (67, 81))
 TRAIN_SIZE = (64, 64)
 TRAIN_KWARGS = {"dropout": 0.0, "stochastic_depth_prob": 0.0}
+ONE_D_LENGTHS = (224, 199)
+ONE_D_TRAIN_LENGTH = 128
+IN_CHANNELS_1D = 2
 LARGE_PARAMS = 100_000_000
 HUGE_PARAMS = 300_000_000
 
@@ -32,6 +41,12 @@ class Case:
     train_large: bool | None = None  # None: same as large
     eval_large: bool | None = None   # None: decided by parameter count
     full_sizes: tuple | None = None  # large-tier eval sizes; None: EVAL_SIZES
+    layers_at_every_size: bool = False  # eval: layer by layer at every size, not the first only
+    lengths_1d: tuple = ()           # 1-D eval lengths (empty: no 1-D parity tests)
+    train_length_1d: int = ONE_D_TRAIN_LENGTH
+
+
+ONE_D = dict(lengths_1d=ONE_D_LENGTHS)
 
 
 # Family overrides (one block per family).
@@ -46,6 +61,7 @@ OVERRIDES: dict[str, Case] = {
     "resnet152": Case(train_large=True),
     "resnext101_32x8d": Case(train_large=True),
     "resnext101_64x4d": Case(train_large=True),
+    "resnet18": Case(**ONE_D),
     # vgg
     # Adaptive 7x7 pooling + NCHW flatten at every map size: 3x4 (100x130), 1x1 (32x32), 6x7.
     **{n: Case(eval_sizes=((100, 130), (32, 32), (199, 227)))
@@ -68,12 +84,17 @@ OVERRIDES: dict[str, Case] = {
     "densenet201": Case(train_large=True),
     # mobilenetv1
     # mobilenetv2
+    "mobilenet_v2": Case(**ONE_D),
     # mobilenetv3
+    "mobilenet_v3_small": Case(**ONE_D),
     # mnasnet
+    "mnasnet1_0": Case(**ONE_D),
     # shufflenetv2
     # efficientnet
     # b5 keeps the train check for the b5-b7 BatchNorm settings (eps 1e-3, momentum 0.01);
     # v2_s for the fused-MBConv family.
+    "efficientnet_b0": Case(**ONE_D),
+    "efficientnet_v2_s": Case(**ONE_D),
     "efficientnet_b6": Case(train_large=True),
     "efficientnet_b7": Case(train_large=True),
     "efficientnet_v2_m": Case(train_large=True),
@@ -131,6 +152,9 @@ OVERRIDES: dict[str, Case] = {
     **{n: Case(train_size=(96, 160)) for n in ("swin_t", "swin_v2_t")},
     **{n: Case(train_size=(96, 160), large=True, eval_large=True)
        for n in ("swin_s", "swin_v2_s", "swin_b", "swin_v2_b")},
+    # semnasnet (timm's MnasNet-A1): layer by layer at 224x224 and 199x227; semnasnet_100 in 1-D
+    **{n: Case(layers_at_every_size=True) for n in ("semnasnet_050", "semnasnet_075", "semnasnet_140")},
+    "semnasnet_100": Case(layers_at_every_size=True, **ONE_D),
 }
 
 

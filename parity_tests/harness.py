@@ -10,6 +10,10 @@ BN bugs), convert its state_dict with `flaxnets.from_torch_state_dict`, then com
   num_batches_tracked, and the gradient of a scalar loss for every parameter.
 
 Errors are relative: max |flax - torch| / max |torch|.
+
+Sizes are spatial shapes: (h, w) for images, (length,) for 1-D builds (`spatial_dims=1`):
+the random input is then (N, C, L) on the torch side and (N, L, C) on the Flax side, with C the
+`in_channels` knob (3 by default).
 """
 from __future__ import annotations
 
@@ -94,8 +98,9 @@ def randomize_(model: torch.nn.Module, seed: int) -> None:
 
 
 def _to_nhwc(t: torch.Tensor) -> np.ndarray:
+    """An NCHW / NCL torch input as the NHWC / NLC Flax input."""
     a = tensor_to_numpy(t)
-    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+    return _channels_last(a) if a.ndim >= 3 else a
 
 
 def _channels_last(a: np.ndarray) -> np.ndarray:
@@ -191,8 +196,17 @@ def compare_layers(torch_outs: dict, flax_outs: dict, tol: float,
 
 
 def random_input(batch: int, h: int, w: int, dtype, seed: int) -> torch.Tensor:
+    return random_input_nd(batch, (h, w), dtype, seed)
+
+
+def random_input_nd(batch: int, size: tuple, dtype, seed: int, channels: int = 3) -> torch.Tensor:
+    """(batch, channels, *size) standard normal: NCHW for (h, w), NCL for (length,)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, h, w, generator=g, dtype=dtype)
+    return torch.randn(batch, channels, *size, generator=g, dtype=dtype)
+
+
+def _size_name(size) -> str:
+    return "x".join(str(int(s)) for s in size)
 
 
 def build_pair(name: str, kwargs: dict, seed: int, dtype=torch.float32):
@@ -203,26 +217,32 @@ def build_pair(name: str, kwargs: dict, seed: int, dtype=torch.float32):
 
 
 def eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, tol: float = 1e-5,
-                seed: int = 0) -> dict:
+                seed: int = 0, layers_at_every_size: bool = False) -> dict:
     """float32 eval: bit-exact round trip, logits at each size, layers at the first size
-    (models built for one input size are built, converted and round-tripped per size)."""
+    (`layers`; with layers_at_every_size, also `layers_at` {size: report} for every size).
+    Sizes are (h, w) or, for `spatial_dims=1` builds, (length,); models built for one input
+    size are built, converted and round-tripped per size."""
     kwargs = supported_kwargs(name, kwargs)
     result: dict[str, Any] = {"model": name, "roundtrip": "bit-exact", "logits": {}}
+    channels = int(kwargs.get("in_channels", 3))
     built = None
-    for i, (h, w) in enumerate(sizes):
-        kw = sized_kwargs(name, kwargs, (h, w))
+    for i, size in enumerate(sizes):
+        size = tuple(size)
+        kw = sized_kwargs(name, kwargs, size)
         if built is None or built[0] != kw:  # models built for one input size: one per size
             built = (kw, *_converted_pair(name, kw, seed))
         _, tmodel, fmodel, variables = built
-        x = random_input(batch, h, w, torch.float32, seed + 2 + i)
-        capture = i == 0
+        x = random_input_nd(batch, size, torch.float32, seed + 2 + i, channels)
+        capture = i == 0 or layers_at_every_size
         t_logits, t_outs = torch_forward(tmodel, x, capture)
         f_logits, f_outs = flax_forward(fmodel, variables, jnp.asarray(_to_nhwc(x)), capture)
-        result["logits"][f"{h}x{w}"] = rel_err(f_logits, tensor_to_numpy(t_logits))
+        result["logits"][_size_name(size)] = rel_err(f_logits, tensor_to_numpy(t_logits))
         if capture:
             owners = frozenset(p for p, m in tmodel.named_modules() if p and owns_parameters(m))
-            rep = compare_layers(t_outs, f_outs, tol, owners)
-            result["layers"] = dataclasses.asdict(rep)
+            rep = dataclasses.asdict(compare_layers(t_outs, f_outs, tol, owners))
+            result.setdefault("layers", rep)
+            if layers_at_every_size:
+                result.setdefault("layers_at", {})[_size_name(size)] = rep
     return result
 
 
@@ -257,8 +277,8 @@ def train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed: int = 0
         tmodel, fmodel = build_pair(name, kwargs, seed, torch.float64)
         tmodel.train()
         variables = from_torch_state_dict(name, tmodel.state_dict(), **kwargs)
-        h, w = size
-        x = random_input(batch, h, w, torch.float64, seed + 7)
+        x = random_input_nd(batch, tuple(size), torch.float64, seed + 7,
+                            int(kwargs.get("in_channels", 3)))
         t_out = tmodel(x)
         t_outs = t_out if isinstance(t_out, (tuple, list)) else (t_out,)
         weights = [_loss_weights(tuple(o.shape), seed + 11 + i) for i, o in enumerate(t_outs)]
@@ -287,7 +307,7 @@ def train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed: int = 0
         variables = None  # noqa: F841 (loss_fn's closure held the parameters)
         f_sd = to_torch_state_dict(name, {"params": grads, "batch_stats": f_stats}, **kwargs)
         del grads
-        res: dict[str, Any] = {"model": name, "size": f"{h}x{w}"}
+        res: dict[str, Any] = {"model": name, "size": _size_name(size)}
         res["logits"] = max(rel_err(f, t) for f, t in zip(f_outs, t_logits))
         # A bias feeding a train-mode BN through a linear path (e.g. a projection BN followed
         # by the next conv + BN) has an analytically zero gradient: both sides return rounding

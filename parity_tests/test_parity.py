@@ -66,16 +66,18 @@ def test_registries_agree():
 
 def _check_eval(name: str, sizes, kind: str):
     c = cases.case(name)
-    res = eval_parity(name, sizes, {**dict(c.kwargs)}, tol=EVAL_TOL)
+    res = eval_parity(name, sizes, {**dict(c.kwargs)}, tol=EVAL_TOL,
+                      layers_at_every_size=c.layers_at_every_size)
     _record(kind, res)
-    layers = res["layers"]
-    assert layers["compared"] > 0, f"{name}: no layer outputs matched by module path"
-    assert not layers["unmatched"], (
-        f"{name}: torch modules with parameters whose output has no Flax counterpart at the same "
-        f"module path: {', '.join(layers['unmatched'])}")
-    assert layers["first_bad"] is None, (
-        f"{name}: first diverging layer {layers['first_bad'][0]} "
-        f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
+    for size, layers in res.get("layers_at", {"": res["layers"]}).items():
+        at = f" at {size}" if size else ""
+        assert layers["compared"] > 0, f"{name}{at}: no layer outputs matched by module path"
+        assert not layers["unmatched"], (
+            f"{name}{at}: torch modules with parameters whose output has no Flax counterpart at "
+            f"the same module path: {', '.join(layers['unmatched'])}")
+        assert layers["first_bad"] is None, (
+            f"{name}{at}: first diverging layer {layers['first_bad'][0]} "
+            f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
     for size, err in res["logits"].items():
         assert err <= EVAL_TOL, f"{name} eval logits at {size}: rel err {err:.3g} > {EVAL_TOL}"
 
@@ -150,4 +152,76 @@ def test_torchref_matches_flax_layout(name):
     table.update({k: v.shape for k, v in derived_buffers(flaxnets.create_model(name)).items()})
     assert set(sd) == set(table), (sorted(set(sd) - set(table)), sorted(set(table) - set(sd)))
     for k, v in sd.items():
+        assert tuple(v.shape) == tuple(table[k]), k
+
+
+# ----------------------------------------------------------------------------- 1-D builds
+ONE_D_NAMES = [n for n in NAMES if cases.case(n).lengths_1d]
+
+
+def one_d_kwargs(name: str) -> dict:
+    return {**dict(cases.case(name).kwargs), "spatial_dims": 1, "in_channels": cases.IN_CHANNELS_1D}
+
+
+def takes_spatial_dims(name: str) -> bool:
+    import inspect
+
+    return all("spatial_dims" in inspect.signature(side.get(name)).parameters
+               for side in (flaxnets.MODELS, torchref.MODELS))
+
+
+@pytest.mark.parametrize("name", ONE_D_NAMES)
+def test_eval_1d(name):
+    """spatial_dims=1: float32 logits and every layer at each length (one odd)."""
+    c = cases.case(name)
+    res = eval_parity(name, [(n,) for n in c.lengths_1d], one_d_kwargs(name), tol=EVAL_TOL,
+                      layers_at_every_size=True)
+    _record("eval_1d", res)
+    for size, layers in res["layers_at"].items():
+        assert layers["compared"] > 0, f"{name} 1-D at {size}: no layer outputs matched"
+        assert not layers["unmatched"], f"{name} 1-D: unmatched {', '.join(layers['unmatched'])}"
+        assert layers["first_bad"] is None, (
+            f"{name} 1-D at {size}: first diverging layer {layers['first_bad'][0]} "
+            f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
+    for size, err in res["logits"].items():
+        assert err <= EVAL_TOL, f"{name} 1-D eval logits at {size}: rel err {err:.3g} > {EVAL_TOL}"
+
+
+@pytest.mark.parametrize("name", ONE_D_NAMES)
+def test_train_1d(name):
+    c = cases.case(name)
+    res = train_parity(name, (c.train_length_1d,), {**cases.TRAIN_KWARGS, **one_d_kwargs(name)})
+    _record("train_1d", res)
+    assert res["logits"] <= TRAIN_TOL, f"{name} 1-D train logits rel err {res['logits']:.3g}"
+    assert res["running_stats"] <= TRAIN_TOL, (
+        f"{name} 1-D running stats rel err {res['running_stats']:.3g} at {res['running_stats_worst_key']}")
+    assert res["grads"] <= TRAIN_TOL, (
+        f"{name} 1-D grads rel err {res['grads']:.3g} at {res['grads_worst_key']}")
+
+
+def test_one_d_cases_take_spatial_dims():
+    assert ONE_D_NAMES and all(takes_spatial_dims(n) for n in ONE_D_NAMES)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if takes_spatial_dims(n)])
+def test_torchref_matches_flax_layout_1d(name):
+    """A 1-D build's torch state_dict: the 2-D build's keys in the same order, 1-D shapes
+    (conv weights (O, I/g, k)), exactly what the Flax 1-D variables convert to."""
+    import torch
+
+    kw = {"spatial_dims": 1, "in_channels": cases.IN_CHANNELS_1D}
+    with torch.device("meta"):
+        sd1 = torchref.create_model(name, **kw).state_dict()
+        sd2 = torchref.create_model(name, in_channels=cases.IN_CHANNELS_1D).state_dict()
+    assert list(sd1) == list(sd2)
+    for k, v in sd1.items():
+        w = sd2[k]
+        assert v.dtype == w.dtype, k
+        if w.ndim == 4:  # a conv weight (O, I/g, kh, kw) -> (O, I/g, k), square kernels
+            assert tuple(v.shape) == tuple(w.shape[:3]) and w.shape[2] == w.shape[3], k
+        else:
+            assert v.shape == w.shape, k
+    table = {k: leaf.torch_shape for k, leaf in layout(name, **kw).items()}
+    assert list(table) == list(sd1) or set(table) == set(sd1)
+    for k, v in sd1.items():
         assert tuple(v.shape) == tuple(table[k]), k

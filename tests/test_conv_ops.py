@@ -163,3 +163,50 @@ def test_use_impl_nests_and_restores():
     with pytest.raises(ValueError, match="bogus"):
         with conv_ops.use_impl("bogus"):
             pass
+
+
+# 1-D (N, L, C) x (k, I/g, O): (name, n, length, cin, cout, k, stride, dilation, padding, groups)
+CASES_1D = [
+    ("dense1d_k3", 2, 17, 5, 6, 3, 1, 1, (1, 1), 1),
+    ("dense1d_k1_s2", 2, 15, 8, 4, 1, 2, 1, (0, 0), 1),
+    ("dense1d_k7_s2_asym", 2, 23, 3, 8, 7, 2, 1, (3, 2), 1),
+    ("dense1d_k3_s3_dil2", 1, 20, 4, 4, 3, 3, 2, (2, 1), 1),
+    ("grouped1d_s2", 2, 19, 48, 48, 3, 2, 1, (1, 1), 3),
+    ("grouped1d_narrow", 2, 13, 24, 24, 3, 1, 1, (1, 1), 6),
+    ("depthwise1d_k5_s2", 2, 21, 6, 6, 5, 2, 1, (2, 2), 6),
+    ("depthwise1d_mult2_dil2", 2, 16, 3, 6, 3, 1, 2, (2, 2), 3),
+]
+
+
+@pytest.mark.parametrize("case,impl,dtype", [
+    pytest.param(c, impl, dt, id=f"{c[0]}-{impl}-{dt}")
+    for c in CASES_1D for impl in ("fast", "plain") for dt in ("float32", "float64")])
+def test_conv1d_matches_lax(case, impl, dtype):
+    """1-D input runs through the same paths (a unit height axis) as lax's rank-1 conv."""
+    name, n, length, cin, cout, k, stride, dilation, padding, groups = case
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = rng.standard_normal((n, length, cin))
+    w = rng.standard_normal((k, cin // groups, cout))
+
+    def ref(x, w):
+        return lax.conv_general_dilated(x, w, (stride,), (padding,), rhs_dilation=(dilation,),
+                                        dimension_numbers=("NWC", "WIO", "NWC"),
+                                        feature_group_count=groups, precision=lax.Precision.HIGHEST)
+
+    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("highest"):
+        x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
+        y = ref(x, w)
+        g = jnp.asarray(rng.standard_normal(y.shape), dtype)
+        got = jax.jit(lambda x, w, g: _outputs(
+            lambda x, w: conv_ops.conv2d(x, w, stride, (padding,), dilation, groups, impl=impl),
+            x, w, g))(x, w, g)
+        errs = [_rel(a, b) for a, b in zip(got, _outputs(ref, x, w, g))]
+    print(f"{name} {impl} {dtype}: rel err y {errs[0]:.1e} dx {errs[1]:.1e} dw {errs[2]:.1e}")
+    assert max(errs) <= TOL[dtype], errs
+
+
+def test_conv1d_rejects_mixed_ranks():
+    with pytest.raises(ValueError, match="1-D input"):
+        conv_ops.conv2d(jnp.ones((1, 8, 4)), jnp.ones((3, 3, 4, 4)))
+    with pytest.raises(ValueError, match="stride"):
+        conv_ops.conv2d(jnp.ones((1, 8, 4)), jnp.ones((3, 4, 4)), stride=(2, 2))

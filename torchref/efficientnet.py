@@ -3,6 +3,7 @@ torchvision/models/efficientnet.py.
 
 Papers: Tan & Le, "EfficientNet", ICML 2019; Tan & Le, "EfficientNetV2", ICML 2021. Block
 specs (and the stochastic-depth schedule) come from `flaxnets.efficientnet.EfficientNetConfig`.
+`spatial_dims=1`: Conv1d / BatchNorm1d (same keys), `in_channels`: the stem's input channels.
 """
 from __future__ import annotations
 
@@ -15,32 +16,36 @@ from torch import nn
 from netspecs.efficientnet import VARIANTS, EfficientNetConfig
 from torchref import register
 from torchref.blocks import InvertedResidual
-from torchref.layers import Conv2dNormActivation
+from torchref.layers import (BN_TYPES, CONV_TYPES, Conv2dNormActivation, adaptive_avg_pool_nd,
+                             batch_norm_nd)
 
 
 class EfficientNet(nn.Module):
     def __init__(self, config: EfficientNetConfig, dropout: float, stochastic_depth_prob: float = 0.2,
-                 num_classes: int = 1000):
+                 num_classes: int = 1000, spatial_dims: int = 2, in_channels: int = 3):
         super().__init__()
-        norm_layer = partial(nn.BatchNorm2d, eps=config.bn_eps, momentum=config.bn_momentum)
+        norm_layer = partial(batch_norm_nd(spatial_dims), eps=config.bn_eps,
+                             momentum=config.bn_momentum)
         stages = config.blocks(stochastic_depth_prob)
         last_in = stages[-1][-1].out_channels
         head = config.last_channel or 4 * last_in
-        layers: list[nn.Module] = [Conv2dNormActivation(3, stages[0][0].in_channels, 3, 2,
-                                                        norm_layer=norm_layer, activation_layer=nn.SiLU)]
-        layers += [nn.Sequential(*[InvertedResidual(s, norm_layer) for s in specs]) for specs in stages]
+        layers: list[nn.Module] = [Conv2dNormActivation(in_channels, stages[0][0].in_channels, 3, 2,
+                                                        norm_layer=norm_layer, activation_layer=nn.SiLU,
+                                                        spatial_dims=spatial_dims)]
+        layers += [nn.Sequential(*[InvertedResidual(s, norm_layer, spatial_dims) for s in specs])
+                   for specs in stages]
         layers.append(Conv2dNormActivation(last_in, head, 1, norm_layer=norm_layer,
-                                           activation_layer=nn.SiLU))
+                                           activation_layer=nn.SiLU, spatial_dims=spatial_dims))
         self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.avgpool = adaptive_avg_pool_nd(spatial_dims)(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True),
                                         nn.Linear(head, num_classes))
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, CONV_TYPES):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, BN_TYPES):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
@@ -55,8 +60,10 @@ class EfficientNet(nn.Module):
 
 def _builder(cfg: EfficientNetConfig):
     def build(*, num_classes: int = 1000, dropout: float = cfg.dropout,
-              stochastic_depth_prob: float = 0.2) -> EfficientNet:
-        return EfficientNet(cfg, dropout, stochastic_depth_prob, num_classes)
+              stochastic_depth_prob: float = 0.2, spatial_dims: int = 2,
+              in_channels: int = 3) -> EfficientNet:
+        return EfficientNet(cfg, dropout, stochastic_depth_prob, num_classes, spatial_dims,
+                            in_channels)
     return build
 
 

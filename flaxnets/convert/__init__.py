@@ -4,6 +4,7 @@ Flax module paths mirror torchvision's module paths, so a torch key is the Flax 
 with "." plus a leaf rename, and a tensor is at most a transpose:
 
     params/<path>/kernel (kh, kw, in, out)  <->  <path>.weight (out, in, kh, kw)   conv
+    params/<path>/kernel (k, in, out)       <->  <path>.weight (out, in, k)        conv1d
     params/<path>/kernel (in, out)          <->  <path>.weight (out, in)           linear
     params/<path>/scale                     <->  <path>.weight                     batchnorm
     params/<path>/bias                      <->  <path>.bias
@@ -73,14 +74,14 @@ class Leaf:
     def to_torch_layout(self, a: np.ndarray) -> np.ndarray:
         if self.path[-1] == "kernel" and a.ndim == 4:
             return a.transpose(3, 2, 0, 1)
-        if self.path[-1] == "kernel" and a.ndim == 2:
+        if self.path[-1] == "kernel" and a.ndim in (2, 3):  # linear; conv1d (k, I, O) -> (O, I, k)
             return a.T
         return a
 
     def to_flax_layout(self, a: np.ndarray) -> np.ndarray:
         if self.path[-1] == "kernel" and a.ndim == 4:
             return a.transpose(2, 3, 1, 0)
-        if self.path[-1] == "kernel" and a.ndim == 2:
+        if self.path[-1] == "kernel" and a.ndim in (2, 3):
             return a.T
         return a
 
@@ -124,8 +125,8 @@ def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
 def _torch_shape(path, shape) -> tuple[int, ...]:
     if path[-1] == "kernel" and len(shape) == 4:
         return (shape[3], shape[2], shape[0], shape[1])
-    if path[-1] == "kernel" and len(shape) == 2:
-        return (shape[1], shape[0])
+    if path[-1] == "kernel" and len(shape) in (2, 3):
+        return tuple(shape)[::-1]
     return tuple(shape)
 
 
@@ -137,10 +138,12 @@ def input_size(model) -> tuple[int, int]:
     return (int(s), int(s)) if np.ndim(s) == 0 else (int(s[0]), int(s[1]))
 
 
-def input_shape(model) -> tuple[int, int, int, int]:
-    """A batch-1 NHWC input the model accepts (models with an `in_channels` knob use it)."""
+def input_shape(model) -> tuple[int, ...]:
+    """A batch-1 NHWC input the model accepts (models with an `in_channels` knob use it);
+    (1, L, C) for a model built with `spatial_dims=1` (L: the first of `input_size`)."""
     h, w = input_size(model)
-    return (1, h, w, int(getattr(model, "in_channels", 3)))
+    c = int(getattr(model, "in_channels", 3))
+    return (1, h, c) if int(getattr(model, "spatial_dims", 2)) == 1 else (1, h, w, c)
 
 
 def variable_shapes(model) -> dict:
