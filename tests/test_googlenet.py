@@ -14,7 +14,7 @@ import torchref
 from flaxnets import googlenet as fg
 from flaxnets.convert import variable_shapes
 from flaxnets.layers import max_pool2d
-from parity_tests.harness import _to_nhwc, build_pair, eval_parity, set_precision, torch_forward
+from parity_tests.harness import _to_nhwc, build_pair, eval_parity, set_precision, _channels_last, torch_forward
 from torchref import googlenet as tg
 
 ODD_SIZES = [(15, 15), (33, 47), (57, 57), (97, 113), (129, 161), (199, 227)]
@@ -40,7 +40,8 @@ def module_shapes_agree(name: str, sizes, **kwargs):
         common = [p for p in t_outs if p in f_outs]
         assert len(common) > 0.5 * len(f_outs), (h, w, len(common), len(f_outs))
         bad = [(p, t_outs[p].shape, f_outs[p].shape) for p in common
-               if tuple(t_outs[p].shape) != tuple(f_outs[p].shape)]
+               if tuple(_channels_last(t_outs[p]).shape if t_outs[p].ndim == 4 else t_outs[p].shape)
+               != tuple(f_outs[p].shape)]
         assert not bad, f"{name} at {h}x{w}: {bad[:3]}"
 
 

@@ -21,7 +21,8 @@ from collections import OrderedDict
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "flaxnets", "data")
 # timm architectures with a timm layout in flaxnets (the families being added).
-TIMM_PATTERNS = ("*vovnet*", "darknet*", "cspdarknet53", "semnasnet_*", "mobilenetv1_100", "mobilenetv1_125")
+TIMM_PATTERNS = ("*vovnet*", "darknet*", "sedarknet21", "cspdarknet53", "semnasnet_*", "mobilenetv1_100",
+                 "mobilenetv1_100h", "mobilenetv1_125")
 
 
 def _torchvision():
