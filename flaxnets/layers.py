@@ -6,10 +6,12 @@
   *unbiased* batch variance goes into `var`); state lives in the `batch_stats` collection,
   including torch's `num_batches_tracked`.
 - `ConvBNAct` (torchvision's `Conv2dNormActivation`), `SqueezeExcitation`
-  (torchvision.ops.SqueezeExcitation), `Linear` (torch's default init).
+  (torchvision.ops.SqueezeExcitation), `BatchNormAct2d` (timm's BN + activation module),
+  `Linear` (torch's default init).
 - Pooling with torch's rules: `adaptive_avg_pool2d`, `max_pool2d` (ceil_mode),
-  `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations
-  (`gelu` is torch's exact erf form).
+  `avg_pool2d` (count_include_pad, ceil_mode), `spatial_mean` (global average);
+  `stochastic_depth`; torch's activations (`gelu` is torch's exact erf form);
+  `check_input` (the `spatial_dims` / `in_channels` knobs' input check).
 - Transformer pieces: `LayerNorm` (torch's eps per family), `attention` (softmax attention
   through `jax.nn.dot_product_attention`).
 
