@@ -7,14 +7,14 @@
   including torch's `num_batches_tracked`.
 - `ConvBNAct` (torchvision's `Conv2dNormActivation`), `SqueezeExcitation`
   (torchvision.ops.SqueezeExcitation; also timm's SEModule, same keys), `Linear` (torch's
-  default init); timm's `ConvNormAct` / `BatchNormAct2d` (keys `conv.*`, `bn.*`) and padding
-  rule `timm_padding`.
-  (torchvision.ops.SqueezeExcitation), `Linear` (torch's default init).
-- timm's layout: `BatchNormAct2d`, `ConvNormAct`, `SeparableConvNormAct`, `ClassifierHead`
-  (timm.layers; submodules conv/bn, conv_dw/conv_pw/bn, fc).
+  default init).
+- timm's layout: `BatchNormAct2d` (BN + activation in one module), `ConvNormAct`,
+  `SeparableConvNormAct`, `ClassifierHead` (timm.layers; submodules conv/bn, conv_dw/conv_pw/bn,
+  fc) and its padding rule `timm_padding`.
 - Pooling with torch's rules: `adaptive_avg_pool2d`, `max_pool2d` (ceil_mode),
-  `avg_pool2d` (count_include_pad, ceil_mode); `stochastic_depth`; torch's activations
-  (`gelu` is torch's exact erf form).
+  `avg_pool2d` (count_include_pad, ceil_mode), `spatial_mean` (global average);
+  `stochastic_depth`; torch's activations (`gelu` is torch's exact erf form);
+  `check_input` (the `spatial_dims` / `in_channels` knobs' input check).
 - Transformer pieces: `LayerNorm` (torch's eps per family), `attention` (softmax attention
   through `jax.nn.dot_product_attention`), `MultiheadAttention` (torch.nn.MultiheadAttention,
   packed in_proj), `MLP` (torchvision.ops.MLP).

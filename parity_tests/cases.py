@@ -94,7 +94,6 @@ OVERRIDES: dict[str, Case] = {
     # b5 keeps the train check for the b5-b7 BatchNorm settings (eps 1e-3, momentum 0.01);
     # v2_s for the fused-MBConv family.
     "efficientnet_b0": Case(**ONE_D),
-    "efficientnet_v2_s": Case(**ONE_D),
     "efficientnet_b6": Case(train_large=True),
     "efficientnet_b7": Case(train_large=True),
     "efficientnet_v2_m": Case(train_large=True),

@@ -7,7 +7,6 @@ specs (and the stochastic-depth schedule) come from `flaxnets.efficientnet.Effic
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
@@ -16,8 +15,7 @@ from torch import nn
 from netspecs.efficientnet import VARIANTS, EfficientNetConfig
 from torchref import register
 from torchref.blocks import InvertedResidual
-from torchref.layers import (BN_TYPES, CONV_TYPES, Conv2dNormActivation, adaptive_avg_pool_nd,
-                             batch_norm_nd)
+from torchref.layers import Conv2dNormActivation, adaptive_avg_pool_nd, batch_norm_nd, init_mobile_
 
 
 class EfficientNet(nn.Module):
@@ -40,18 +38,7 @@ class EfficientNet(nn.Module):
         self.avgpool = adaptive_avg_pool_nd(spatial_dims)(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True),
                                         nn.Linear(head, num_classes))
-        for m in self.modules():
-            if isinstance(m, CONV_TYPES):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, BN_TYPES):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                r = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -r, r)
-                nn.init.zeros_(m.bias)
+        init_mobile_(self, linear="uniform")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.avgpool(self.features(x)), 1)

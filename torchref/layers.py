@@ -5,6 +5,7 @@ pools; a 1-D build has the 2-D build's keys, with 1-D shapes (conv weights (O, I
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -263,3 +264,25 @@ class BatchNormAct1d(_NormAct, nn.BatchNorm1d):
 def batch_norm_act_nd(spatial_dims: int = 2) -> type[nn.Module]:
     """BatchNormAct1d or BatchNormAct2d."""
     return _by_rank(spatial_dims, {1: BatchNormAct1d, 2: BatchNormAct2d})
+
+
+def init_mobile_(model: nn.Module, linear: str = "normal") -> None:
+    """torchvision's init loop of MobileNetV1-V3 and EfficientNet, in place, in module order:
+    convolutions kaiming_normal_(mode="fan_out") with zero bias, BatchNorm weight 1 and bias 0,
+    Linear weights normal(0, 0.01) (`linear="normal"`) or U(-1/sqrt(out), 1/sqrt(out))
+    (`linear="uniform"`, EfficientNet) with zero bias."""
+    for m in model.modules():
+        if isinstance(m, CONV_TYPES):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, BN_TYPES):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear == "uniform":
+                r = 1.0 / math.sqrt(m.out_features)
+                nn.init.uniform_(m.weight, -r, r)
+            else:
+                nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)

@@ -13,7 +13,7 @@ from torch import nn
 from netspecs.mobilenetv1 import WIDTHS, architecture
 from torchref import MODELS
 from netspecs.registry import register_variants
-from torchref.layers import Conv2dNormActivation
+from torchref.layers import Conv2dNormActivation, init_mobile_
 
 
 class DepthwiseSeparable(nn.Sequential):
@@ -30,15 +30,7 @@ class MobileNetV1(nn.Module):
                                       *[DepthwiseSeparable(*b) for b in blocks])
         self.classifier = nn.Sequential(nn.Dropout(p=dropout),
                                         nn.Linear(blocks[-1][1], num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_mobile_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1))

@@ -11,7 +11,7 @@ from torch import nn
 
 from netspecs.mobilenetv2 import BlockSpec, architecture
 from torchref import register
-from torchref.layers import BN_TYPES, CONV_TYPES, Conv2dNormActivation, batch_norm_nd, conv_nd
+from torchref.layers import Conv2dNormActivation, batch_norm_nd, conv_nd, init_mobile_
 
 
 class InvertedResidual(nn.Module):
@@ -49,17 +49,7 @@ class MobileNetV2(nn.Module):
                                              activation_layer=nn.ReLU6, spatial_dims=spatial_dims))
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(last, num_classes))
-        for m in self.modules():
-            if isinstance(m, CONV_TYPES):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, BN_TYPES):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_mobile_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pool = (nn.functional.adaptive_avg_pool2d if self.spatial_dims == 2

@@ -15,8 +15,7 @@ from netspecs.blocks import BlockSpec
 from netspecs.mobilenetv3 import BN_EPS, BN_MOMENTUM, VARIANTS, mobilenet_v3_conf
 from torchref import register
 from torchref.blocks import InvertedResidual
-from torchref.layers import (BN_TYPES, CONV_TYPES, Conv2dNormActivation, adaptive_avg_pool_nd,
-                             batch_norm_nd)
+from torchref.layers import Conv2dNormActivation, adaptive_avg_pool_nd, batch_norm_nd, init_mobile_
 
 
 class MobileNetV3(nn.Module):
@@ -39,17 +38,7 @@ class MobileNetV3(nn.Module):
             nn.Dropout(p=dropout, inplace=True),
             nn.Linear(last_channel, num_classes),
         )
-        for m in self.modules():
-            if isinstance(m, CONV_TYPES):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, BN_TYPES):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_mobile_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.avgpool(self.features(x)), 1)
