@@ -61,6 +61,7 @@ OVERRIDES: dict[str, Case] = {
     "resnet152": Case(train_large=True),
     "resnext101_32x8d": Case(train_large=True),
     "resnext101_64x4d": Case(train_large=True),
+    "wide_resnet50_2": Case(train_large=True),  # (default-suite budget: resnet50's blocks, wider)
     "resnet18": Case(**ONE_D),
     # vgg
     # Adaptive 7x7 pooling + NCHW flatten at every map size: 3x4 (100x130), 1x1 (32x32), 6x7.
@@ -81,6 +82,7 @@ OVERRIDES: dict[str, Case] = {
     # densenet
     # densenet121 and densenet161 (other growth rate and stem width) keep the train check.
     "densenet169": Case(train_large=True),
+    "densenet161": Case(train_large=True),  # (default suite budget, 2026-12-01: densenet121 covers it)
     "densenet201": Case(train_large=True),
     # mobilenetv1
     # mobilenetv2
@@ -89,13 +91,18 @@ OVERRIDES: dict[str, Case] = {
     "mobilenet_v3_small": Case(**ONE_D),
     # mnasnet
     "mnasnet1_0": Case(**ONE_D),
+    "mnasnet1_3": Case(train_large=True),  # (default-suite budget: mnasnet0_5/1_0 run its blocks)
     # shufflenetv2
     # efficientnet
     # b5 keeps the train check for the b5-b7 BatchNorm settings (eps 1e-3, momentum 0.01);
     # v2_s for the fused-MBConv family.
     "efficientnet_b0": Case(**ONE_D),
-    "efficientnet_b6": Case(train_large=True),
-    "efficientnet_b7": Case(train_large=True),
+    # Default-suite budget (2026-12-01, 103 models): b1-b4 repeat b0's MBConv blocks at other
+    # widths/depths, their float64 train checks run in the large tier; b6/b7 eval at reduced sizes.
+    **{n: Case(train_large=True) for n in ("efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+                                           "efficientnet_b4")},
+    "efficientnet_b6": Case(large=True),
+    "efficientnet_b7": Case(large=True),
     "efficientnet_v2_m": Case(train_large=True),
     # convnext
     # convnext_tiny: eval at 224 and 199x227 + float64 train at 64x64 in the default suite;
@@ -152,7 +159,9 @@ OVERRIDES: dict[str, Case] = {
     **{n: Case(train_size=(96, 160), large=True, eval_large=True)
        for n in ("swin_s", "swin_v2_s", "swin_b", "swin_v2_b")},
     # semnasnet (timm's MnasNet-A1): layer by layer at 224x224 and 199x227; semnasnet_100 in 1-D
-    **{n: Case(layers_at_every_size=True) for n in ("semnasnet_050", "semnasnet_075", "semnasnet_140")},
+    # semnasnet_100 keeps the float64 train check (050/075/140: other widths of its blocks).
+    **{n: Case(layers_at_every_size=True, train_large=True)
+       for n in ("semnasnet_050", "semnasnet_075", "semnasnet_140")},
     "semnasnet_100": Case(layers_at_every_size=True, **ONE_D),
 }
 
