@@ -286,3 +286,22 @@ def init_mobile_(model: nn.Module, linear: str = "normal") -> None:
             else:
                 nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+
+
+def init_goog_(model: nn.Module) -> None:
+    """timm's `_init_weight_goog` (its EfficientNet-builder models: MnasNet-A1, MobileNetV1), in
+    place, in module order: conv normal(0, sqrt(2 / fan_out)) with fan_out = k.. * out / groups
+    and zero bias, BatchNorm weight 1 and bias 0, Linear U(-1/sqrt(out), 1/sqrt(out)), zero bias."""
+    for m in model.modules():
+        if isinstance(m, CONV_TYPES):
+            fan_out = math.prod(m.kernel_size) * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, BN_TYPES):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            r = 1.0 / math.sqrt(m.weight.size(0))
+            nn.init.uniform_(m.weight, -r, r)
+            nn.init.zeros_(m.bias)

@@ -8,7 +8,6 @@ timm's `_init_weight_goog`. `spatial_dims=1`: Conv1d / BatchNormAct1d, same keys
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -17,19 +16,8 @@ from torch import nn
 from netspecs.registry import register_variants
 from netspecs.semnasnet import VARIANTS, Block, MnasNetConfig
 from torchref import MODELS
-from torchref.layers import (BN_TYPES, CONV_TYPES, adaptive_avg_pool_nd, batch_norm_act_nd,
-                             conv_nd, stochastic_depth)
-
-
-class DropPath(nn.Module):
-    """timm.layers.DropPath (per-sample, scaled by 1/keep: torchvision's "row" stochastic depth)."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return stochastic_depth(x, self.drop_prob, self.training)
+from torchref.layers import (DropPath, adaptive_avg_pool_nd, batch_norm_act_nd, conv_nd,
+                             init_goog_)
 
 
 class SqueezeExcite(nn.Module):
@@ -126,19 +114,7 @@ class MnasNetA1(nn.Module):
         self.bn2 = bn(cfg.num_features, **bn_args)
         self.global_pool = SelectAdaptivePool(spatial_dims)
         self.classifier = nn.Linear(cfg.num_features, num_classes)
-        for m in self.modules():  # timm's _init_weight_goog
-            if isinstance(m, CONV_TYPES):
-                fan_out = math.prod(m.kernel_size) * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, BN_TYPES):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                r = 1.0 / math.sqrt(m.weight.size(0))
-                nn.init.uniform_(m.weight, -r, r)
-                nn.init.zeros_(m.bias)
+        init_goog_(self)  # timm's _init_weight_goog
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn2(self.conv_head(self.blocks(self.bn1(self.conv_stem(x)))))

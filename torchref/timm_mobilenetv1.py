@@ -5,7 +5,6 @@ timm/models/_efficientnet_blocks.py). Table in `netspecs.timm_mobilenetv1`, layo
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -14,7 +13,7 @@ from torch.nn import functional as F
 from netspecs.registry import register_variants
 from netspecs.timm_mobilenetv1 import VARIANTS, Block, TimmMobileNetV1Config
 from torchref import MODELS
-from torchref.layers import BatchNormAct2d, DropPath, SelectAdaptivePool2d, timm_padding
+from torchref.layers import BatchNormAct2d, DropPath, SelectAdaptivePool2d, init_goog_, timm_padding
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -71,17 +70,7 @@ class MobileNetV1(nn.Module):
         self.global_pool = SelectAdaptivePool2d()
         self.classifier = (nn.Linear(self.num_features, num_classes) if num_classes > 0
                            else nn.Identity())
-        for m in self.modules():  # timm's _init_weight_goog
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                r = 1.0 / math.sqrt(m.weight.size(0))
-                nn.init.uniform_(m.weight, -r, r)
-                nn.init.zeros_(m.bias)
+        init_goog_(self)  # timm's _init_weight_goog
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn2(self.conv_head(self.blocks(self.bn1(self.conv_stem(x)))))
