@@ -185,12 +185,13 @@ class DropPath(nn.Module):
 
 
 class SelectAdaptivePool2d(nn.Module):
-    """timm.layers.SelectAdaptivePool2d(pool_type='avg', flatten=True)."""
+    """timm.layers.SelectAdaptivePool2d(pool_type='avg', flatten=True): children pool, flatten
+    (`spatial_dims=1`: AdaptiveAvgPool1d, no state either way)."""
 
-    def __init__(self):
+    def __init__(self, spatial_dims: int = 2):
         super().__init__()
         self.pool_type = "avg"
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = adaptive_avg_pool_nd(spatial_dims)(1)
         self.flatten = nn.Flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

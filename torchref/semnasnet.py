@@ -16,8 +16,7 @@ from torch import nn
 from netspecs.registry import register_variants
 from netspecs.semnasnet import VARIANTS, Block, MnasNetConfig
 from torchref import MODELS
-from torchref.layers import (DropPath, adaptive_avg_pool_nd, batch_norm_act_nd, conv_nd,
-                             init_goog_)
+from torchref.layers import DropPath, SelectAdaptivePool2d, batch_norm_act_nd, conv_nd, init_goog_
 
 
 class SqueezeExcite(nn.Module):
@@ -84,18 +83,6 @@ class InvertedResidual(nn.Module):
         return self.drop_path(x) + shortcut if self.has_skip else x
 
 
-class SelectAdaptivePool(nn.Module):
-    """timm.layers.SelectAdaptivePool2d(pool_type="avg", flatten=True): children pool, flatten."""
-
-    def __init__(self, spatial_dims: int = 2):
-        super().__init__()
-        self.pool = adaptive_avg_pool_nd(spatial_dims)(1)
-        self.flatten = nn.Flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.flatten(self.pool(x))
-
-
 class MnasNetA1(nn.Module):
     def __init__(self, config: MnasNetConfig, num_classes: int = 1000, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, in_channels: int = 3, spatial_dims: int = 2):
@@ -112,7 +99,7 @@ class MnasNetA1(nn.Module):
                                                       for b in stage]) for stage in stages])
         self.conv_head = conv(stages[-1][-1].out_channels, cfg.num_features, 1, bias=False)
         self.bn2 = bn(cfg.num_features, **bn_args)
-        self.global_pool = SelectAdaptivePool(spatial_dims)
+        self.global_pool = SelectAdaptivePool2d(spatial_dims)
         self.classifier = nn.Linear(cfg.num_features, num_classes)
         init_goog_(self)  # timm's _init_weight_goog
 
