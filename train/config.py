@@ -31,6 +31,19 @@ class TrainConfig:
     image_size: int | None = None
     init_from: str | None = None
     dtype: str = "float32"
+    # train/eval preprocessing and augmentation (torchvision references/classification option names)
+    train_crop_size: int | None = None
+    val_resize_size: int | None = None
+    val_crop_size: int | None = None
+    interpolation: str = "bilinear"
+    auto_augment: str | None = None
+    ra_magnitude: int = 9
+    augmix_severity: int = 3
+    random_erase: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    ra_sampler: bool = False
+    ra_reps: int = 3
     # optimisation
     optimizer: str = "adamw"
     lr: float = 0.02
@@ -63,9 +76,8 @@ class TrainConfig:
             from flaxnets.transforms import eval_transform
 
             tf = eval_transform(self.model, self.eval_weights)
-        return DataConfig(eval_transform=tf, dataset=self.dataset, data_dir=self.data_dir, image_size=self.image_size,
-                          download=self.download, num_workers=self.num_workers,
-                          val_fraction=self.val_fraction, skip_bad_images=self.skip_bad_images)
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(DataConfig) if hasattr(self, f.name)}
+        return DataConfig(**{**shared, "eval_transform": tf})
 
     def resolved_workdir(self) -> str:
         if self.workdir:
@@ -97,6 +109,19 @@ HELP = {
     "init_from": "initial weights: torchvision .pth/.safetensors, or a Flax .msgpack from `python -m "
                  "flaxnets.convert`; a classifier head of another shape is re-initialised",
     "dtype": "compute dtype: float32 or bfloat16 (parameters and BatchNorm statistics stay float32)",
+    "train_crop_size": "train RandomResizedCrop size (None: image_size)",
+    "val_resize_size": "eval: resize the shorter side to this (None: val_crop_size / 0.875)",
+    "val_crop_size": "eval center-crop size (None: image_size)",
+    "interpolation": "resize interpolation of train and eval transforms (nearest, bilinear, bicubic)",
+    "auto_augment": "per-image policy after crop and flip: imagenet (AutoAugment), ra (RandAugment), "
+                    "ta_wide (TrivialAugmentWide), augmix (None: off)",
+    "ra_magnitude": "RandAugment magnitude",
+    "augmix_severity": "AugMix severity",
+    "random_erase": "RandomErasing probability (0: off)",
+    "mixup_alpha": "MixUp Beta(alpha, alpha) (0: off)",
+    "cutmix_alpha": "CutMix Beta(alpha, alpha) (0: off)",
+    "ra_sampler": "repeated-augmentation sampling (each example ra_reps times per epoch, differently augmented)",
+    "ra_reps": "repetitions per example with --ra-sampler",
     "optimizer": "sgd (torch.optim.SGD semantics) or adamw",
     "lr": "peak learning rate for the global batch",
     "momentum": "SGD momentum (AdamW: beta1)",

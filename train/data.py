@@ -75,6 +75,19 @@ class DataConfig:
     num_workers: int = 0               # grain worker processes (0 = in-process)
     skip_bad_images: bool = False      # folder: leave out / replace unreadable image files instead of failing
     eval_transform: Any = None         # a flaxnets.transforms.EvalTransform: a checkpoint's eval preprocessing
+    # torchvision references/classification options (train.config.TrainConfig documents them)
+    train_crop_size: int | None = None
+    val_resize_size: int | None = None
+    val_crop_size: int | None = None
+    interpolation: str = "bilinear"
+    auto_augment: str | None = None
+    ra_magnitude: int = 9
+    augmix_severity: int = 3
+    random_erase: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    ra_sampler: bool = False
+    ra_reps: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
