@@ -25,9 +25,31 @@ def list_models() -> list[str]:
     return MODELS.names()
 
 
-def create_model(name: str, **kwargs):
-    """A flax.linen.Module for torchvision model `name`; kwargs are torchvision's builder knobs."""
+def create_model(name: str, *, features_only: bool = False, out_indices=None, **kwargs):
+    """A flax.linen.Module for torchvision model `name`; kwargs are torchvision's builder knobs.
+
+    `features_only=True`: a backbone returning a list of feature maps (NHWC; NLC for
+    `spatial_dims=1`), highest resolution first, selected by `out_indices` (None: all;
+    negative indices count from the end): `feature_info(name)` lists them. `num_classes=0`:
+    the pooled pre-logit features (N, C), without head parameters. See `flaxnets.features`.
+    """
+    from flaxnets import features
+
+    if features_only:
+        return features.features_model(name, out_indices, **kwargs)
+    if out_indices is not None:
+        raise TypeError(f"{name}: out_indices needs features_only=True")
+    if kwargs.get("num_classes") == 0:
+        return features.pooled_model(name, **kwargs)
     return MODELS.create(name, **kwargs)
+
+
+def feature_info(name: str, **kwargs) -> list[dict]:
+    """[{"module", "num_chs", "reduction"}] of the features of `create_model(name,
+    features_only=True, **kwargs)` (see `flaxnets.features`)."""
+    from flaxnets import features
+
+    return features.feature_info(name, **kwargs)
 
 
 # Families register themselves on import (the list: netspecs.FAMILIES).
@@ -43,7 +65,7 @@ from flaxnets.convert import (  # noqa: E402
 )
 from flaxnets.transforms import eval_transform, imagenet_classes, list_weights, weights_info  # noqa: E402
 
-__all__ = ["list_models", "create_model", "from_torch_state_dict", "to_torch_state_dict",
+__all__ = ["list_models", "create_model", "feature_info", "from_torch_state_dict", "to_torch_state_dict",
            "to_numpy_state_dict", "load_torch_checkpoint", "save_checkpoint", "init_variables",
            "register", "ConversionError", "MODELS", "eval_transform", "list_weights",
            "weights_info", "imagenet_classes"]

@@ -7,14 +7,18 @@ Follows torchvision/models/alexnet.py (module paths `features.{0,3,6,8,10}`, `cl
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 
 from flaxnets import register
-from flaxnets.layers import (Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw, max_pool2d, relu,
+from flaxnets.layers import (Op, Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw, max_pool2d, relu,
                              torch_default_bias, torch_default_init)
 from netspecs.alexnet import CONVS
+
+
+def _pool3(x):
+    return max_pool2d(x, 3, 2)
 
 
 class Features(nn.Module):
@@ -25,12 +29,13 @@ class Features(nn.Module):
         i = 0
         for c in CONVS:
             fan_in = x.shape[-1] * c.kernel_size ** 2
-            x = relu(Conv2d(c.features, c.kernel_size, c.stride, c.padding, use_bias=True,
-                            dtype=self.dtype, kernel_init=torch_default_init,
-                            bias_init=torch_default_bias(fan_in), name=str(i))(x))
+            x = Conv2d(c.features, c.kernel_size, c.stride, c.padding, use_bias=True,
+                       dtype=self.dtype, kernel_init=torch_default_init,
+                       bias_init=torch_default_bias(fan_in), name=str(i))(x)
+            x = Op(relu, name=str(i + 1))(x)
             i += 2
             if c.pool:
-                x = max_pool2d(x, 3, 2)
+                x = Op(_pool3, name=str(i))(x)
                 i += 1
         return x
 
@@ -52,6 +57,10 @@ class Classifier(nn.Module):
 
 
 class AlexNet(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.6"
+
     num_classes: int = 1000
     dropout: float = 0.5
     dtype: Any = None

@@ -10,7 +10,7 @@ block's LayerNorm after its NHWC permute are both the shared LayerNorm over the 
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -144,6 +144,11 @@ class _Classifier(nn.Module):
 
 
 class ConvNeXt(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution (the stages
+    # features.1, .3, .5, .7, channels-first in torch)
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.2"
+
     config: ConvNeXtConfig
     num_classes: int = 1000
     stochastic_depth_prob: float = 0.0

@@ -11,7 +11,7 @@ Architecture tables: netspecs/darknet.py.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -148,6 +148,10 @@ class _Stages(nn.Module):
 
 class DarkNet(nn.Module):
     """timm CspNet for the darknet configs: `stem`, `stages`, `head`. NHWC input."""
+
+    # backbone (flaxnets.features): timm's feature_info: stem and stages.*
+    feature_modules: ClassVar = ("stem.*", "stages.*")
+    classifier: ClassVar = "head.fc"
 
     config: DarkNetConfig
     num_classes: int = 1000

@@ -10,14 +10,14 @@ backward pass (`nn.remat`, torch's checkpointing): same numbers, less activation
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxnets import MODELS
 from netspecs.registry import register_variants
-from flaxnets.layers import BatchNorm2d, Conv2d, Linear, avg_pool2d, max_pool2d, relu
+from flaxnets.layers import Op, BatchNorm2d, Conv2d, Linear, avg_pool2d, max_pool2d, relu
 from netspecs.densenet import DenseNetConfig, VARIANTS
 
 # torch's kaiming_normal_ defaults: fan_in, gain sqrt(2), untruncated.
@@ -74,6 +74,10 @@ class Transition(nn.Module):
         return avg_pool2d(x, 2, 2)
 
 
+def _pool0(x):
+    return max_pool2d(x, 3, 2, 1)
+
+
 class Features(nn.Module):
     config: DenseNetConfig
     drop_rate: float = 0.0
@@ -85,8 +89,8 @@ class Features(nn.Module):
         cfg = self.config
         x = Conv2d(cfg.num_init_features, 7, 2, 3, kernel_init=kaiming_fan_in, dtype=self.dtype,
                    name="conv0")(x)
-        x = relu(BatchNorm2d(dtype=self.dtype, name="norm0")(x, train))
-        x = max_pool2d(x, 3, 2, 1)
+        x = BatchNorm2d(dtype=self.dtype, name="norm0")(x, train)
+        x = Op(_pool0, name="pool0")(Op(relu, name="relu0")(x))
         width = cfg.num_init_features
         for b, num_layers in enumerate(cfg.block_config, start=1):
             x = DenseBlock(num_layers, cfg.growth_rate, cfg.bn_size, self.drop_rate,
@@ -99,6 +103,12 @@ class Features(nn.Module):
 
 
 class DenseNet(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution (relu0,
+    # denseblock1..3, norm5: torchvision applies norm5's ReLU in forward, so the last map is
+    # norm5's output, before it)
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier"
+
     config: DenseNetConfig
     drop_rate: float = 0.0
     num_classes: int = 1000

@@ -11,7 +11,7 @@ network for (N, L, C) signals; `in_channels` the stem's input channels.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -66,6 +66,11 @@ class _Classifier(nn.Module):
 
 
 class EfficientNet(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution (the last is the
+    # 1x1 head conv)
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.1"
+
     config: EfficientNetConfig
     num_classes: int = 1000
     dropout: float = 0.2

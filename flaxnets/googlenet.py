@@ -8,7 +8,7 @@ deviations from the paper: the "5x5" branch uses a 3x3 convolution, BN after eve
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -102,6 +102,10 @@ class InceptionAux(nn.Module):
 class GoogLeNet(nn.Module):
     """Eval: logits. Train with aux_logits: (logits, aux_logits2, aux_logits1), torchvision's
     GoogLeNetOutputs order."""
+
+    # backbone (flaxnets.features): the last of conv1..3 / inception* at each resolution
+    feature_modules: ClassVar = ("conv1", "conv2", "conv3", "inception*")
+    classifier: ClassVar = "fc"
 
     num_classes: int = 1000
     aux_logits: bool = True

@@ -8,7 +8,7 @@ Natural input size 299; the auxiliary head (train mode) needs an input of at lea
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -130,6 +130,11 @@ BLOCKS = {"A": InceptionA, "B": InceptionB, "C": InceptionC, "D": InceptionD, "E
 
 class Inception3(nn.Module):
     """Eval: logits. Train with aux_logits: (logits, aux_logits), torchvision's InceptionOutputs."""
+
+    # backbone (flaxnets.features): the last Conv2d_* / Mixed_* block at each resolution
+    # (Conv2d_2b_3x3, Conv2d_4a_3x3, Mixed_5d, Mixed_6e, Mixed_7c: timm's choice too)
+    feature_modules: ClassVar = ("Conv2d_*", "Mixed_*")
+    classifier: ClassVar = "fc"
 
     num_classes: int = 1000
     aux_logits: bool = True

@@ -181,6 +181,17 @@ class Conv2d(nn.Module):
         return y
 
 
+class Op(nn.Module):
+    """A parameterless torch module (`nn.ReLU`, `nn.MaxPool2d`, ...) as a named Flax module:
+    `Op(fn, name="3")(x) = fn(x)`, so its output sits at torch's module path (backbone
+    features, layer-by-layer parity). No variables."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
 class Linear(nn.Module):
     """torch.nn.Linear. Parameters: `kernel` (in, out), `bias`."""
 

@@ -20,7 +20,7 @@ State dict (PyTorch layout, C = in_channels, K = num_classes), docs/lenet5.md:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 
@@ -38,6 +38,11 @@ class LeNet(nn.Module):
     dtype: Any = None
 
     default_input_size = 32
+    # backbone (flaxnets.features): the two convolutions' outputs (the reference applies ReLU
+    # and pooling functionally)
+    feature_modules: ClassVar = ("conv1", "conv2")
+    feature_rule: ClassVar = "all"
+    classifier: ClassVar = "fc3"
 
     @nn.compact
     def __call__(self, x, train: bool = False):

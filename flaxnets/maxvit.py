@@ -11,7 +11,7 @@ from the config (`MaxVit.torch_buffers`).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -319,6 +319,10 @@ class _Classifier(nn.Module):
 
 class MaxVit(nn.Module):
     """torchvision.models.MaxVit; NHWC input of exactly `input_size`."""
+
+    # backbone (flaxnets.features): stem and blocks.0..3
+    feature_modules: ClassVar = ("stem", "blocks.*")
+    classifier: ClassVar = "classifier.5"
 
     config: MaxVitConfig
     input_size: tuple[int, int] = (224, 224)

@@ -11,12 +11,12 @@ BatchNorm1d), `in_channels` the stem's input channels.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 
 from flaxnets import register
-from flaxnets.layers import BatchNorm2d, Conv2d, check_input, relu, spatial_mean
+from flaxnets.layers import Op, BatchNorm2d, Conv2d, check_input, relu, spatial_mean
 from flaxnets.mobilenetv2 import Classifier
 
 # The paper's TensorFlow momentum 0.9997, as a torch momentum (torchvision's expression).
@@ -84,15 +84,19 @@ class _Layers(nn.Module):
         d = get_depths(self.alpha)
         bn = functools.partial(BatchNorm2d, BN_MOMENTUM, dtype=self.dtype)
         conv = functools.partial(Conv2d, dtype=self.dtype)
-        x = relu(bn(name="1")(conv(d[0], 3, 2, name="0")(x), train))
-        x = relu(bn(name="4")(conv(d[0], 3, groups=d[0], name="3")(x), train))
+        x = Op(relu, name="2")(bn(name="1")(conv(d[0], 3, 2, name="0")(x), train))
+        x = Op(relu, name="5")(bn(name="4")(conv(d[0], 3, groups=d[0], name="3")(x), train))
         x = bn(name="7")(conv(d[1], 1, name="6")(x), train)
         for i, (k, s, e, r) in enumerate(STACKS):
             x = _Stack(d[i + 1], d[i + 2], k, s, e, r, self.dtype, name=str(8 + i))(x, train)
-        return relu(bn(name="15")(conv(1280, 1, name="14")(x), train))
+        return Op(relu, name="16")(bn(name="15")(conv(1280, 1, name="14")(x), train))
 
 
 class MNASNet(nn.Module):
+    # backbone (flaxnets.features): the last module of `layers` at each resolution
+    feature_modules: ClassVar = ("layers.*",)
+    classifier: ClassVar = "classifier.1"
+
     alpha: float
     num_classes: int = 1000
     dropout: float = 0.2

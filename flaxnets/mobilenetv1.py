@@ -27,7 +27,7 @@ default as in torchvision's MobileNets; init as torchvision's MobileNetV2.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -65,6 +65,10 @@ class _Features(nn.Module):
 
 
 class MobileNetV1(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.1"
+
     width_mult: float = 1.0
     num_classes: int = 1000
     dropout: float = 0.2

@@ -7,7 +7,7 @@ Paper: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks",
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 
@@ -78,6 +78,11 @@ class Classifier(nn.Module):
 
 
 class MobileNetV2(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution (torchvision's detection
+    # backbones take `features.N` too)
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.1"
+
     num_classes: int = 1000
     width_mult: float = 1.0
     round_nearest: int = 8

@@ -8,7 +8,7 @@ signals; `in_channels` the stem's input channels.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 
@@ -47,6 +47,11 @@ class _Classifier(nn.Module):
 
 
 class MobileNetV3(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution (torchvision's detection
+    # backbones take `features.N` too; the last is the 1x1 conv `features.16`/`.12`)
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.3"
+
     specs: tuple[BlockSpec, ...]
     last_channel: int
     num_classes: int = 1000

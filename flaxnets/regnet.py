@@ -6,7 +6,7 @@ Follows torchvision/models/regnet.py (module paths `stem`, `trunk_output.blockS.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -96,6 +96,11 @@ class _Stage(nn.Module):
 
 
 class RegNet(nn.Module):
+    # backbone (flaxnets.features): torchvision's detection backbones take trunk_output.block1..4
+    feature_modules: ClassVar = ("trunk_output.*",)
+    feature_rule: ClassVar = "all"
+    classifier: ClassVar = "fc"
+
     config: RegNetParams
     num_classes: int = 1000
     stem_width: int = 32

@@ -10,7 +10,7 @@ for (N, L, C) signals; `in_channels` the stem's input channels.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
 
@@ -101,6 +101,11 @@ class Stage(nn.Module):
 
 
 class ResNet(nn.Module):
+    # backbone (flaxnets.features): torchvision's detection backbones take layer1..layer4
+    feature_modules: ClassVar = ("layer1", "layer2", "layer3", "layer4")
+    feature_rule: ClassVar = "all"  # (a dilated stage keeps its map: replace_stride_with_dilation)
+    classifier: ClassVar = "fc"
+
     config: ResNetConfig
     num_classes: int = 1000
     zero_init_residual: bool = False

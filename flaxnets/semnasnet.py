@@ -14,7 +14,7 @@ network for (N, L, C) signals).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -115,6 +115,11 @@ class _Blocks(nn.Module):
 
 
 class MnasNetA1(nn.Module):
+    # backbone (flaxnets.features): timm's feature_info: the last of bn1, blocks.* at each
+    # resolution (conv_head excluded)
+    feature_modules: ClassVar = ("bn1", "blocks.*")
+    classifier: ClassVar = "classifier"
+
     config: MnasNetConfig
     num_classes: int = 1000
     drop_rate: float = 0.0

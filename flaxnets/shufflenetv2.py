@@ -7,14 +7,14 @@ ECCV 2018 (arXiv:1807.11164), Table 5. Follows torchvision/models/shufflenetv2.p
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxnets import MODELS
 from netspecs.registry import register_variants
-from flaxnets.layers import (BatchNorm2d, Conv2d, ConvBNAct, Linear, max_pool2d, relu,
+from flaxnets.layers import (Op, BatchNorm2d, Conv2d, ConvBNAct, Linear, max_pool2d, relu,
                              torch_default_init)
 
 # Table 5: repeats of stages 2-4 and output channels of conv1, stages 2-4, conv5.
@@ -93,7 +93,16 @@ class _Stage(nn.Module):
         return x
 
 
+def _maxpool(x):
+    return max_pool2d(x, 3, 2, 1)
+
+
 class ShuffleNetV2(nn.Module):
+    # backbone (flaxnets.features): the last of conv1, maxpool, stage2..4, conv5 at each
+    # resolution (conv1, maxpool, stage2, stage3, conv5)
+    feature_modules: ClassVar = ("conv1", "maxpool", "stage*", "conv5")
+    classifier: ClassVar = "fc"
+
     stages_out_channels: tuple[int, ...]
     stages_repeats: tuple[int, ...] = STAGES_REPEATS
     num_classes: int = 1000
@@ -104,7 +113,7 @@ class ShuffleNetV2(nn.Module):
         ch = self.stages_out_channels
         # torchvision leaves every conv and the fc at torch's default init.
         x = ConvBNAct(ch[0], 3, 2, dtype=self.dtype, kernel_init=torch_default_init, name="conv1")(x, train)
-        x = max_pool2d(x, 3, 2, 1)
+        x = Op(_maxpool, name="maxpool")(x)
         for s, (repeats, c) in enumerate(zip(self.stages_repeats, ch[1:4]), start=2):
             x = _Stage(c, repeats, self.dtype, name=f"stage{s}")(x, train)
         x = ConvBNAct(ch[4], 1, dtype=self.dtype, kernel_init=torch_default_init, name="conv5")(x, train)

@@ -8,14 +8,14 @@ Paper: Iandola et al., "SqueezeNet: AlexNet-level accuracy with 50x fewer parame
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from flaxnets import MODELS
 from netspecs.registry import register_variants
-from flaxnets.layers import Conv2d, adaptive_avg_pool2d, max_pool2d, relu
+from flaxnets.layers import Op, Conv2d, adaptive_avg_pool2d, max_pool2d, relu
 
 # torchvision: init.kaiming_uniform_ (gain sqrt(2), fan_in), biases zero.
 kaiming_uniform = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
@@ -37,6 +37,10 @@ class Fire(nn.Module):
                                 relu(conv(self.expand3x3_planes, 3, name="expand3x3")(x))], axis=-1)
 
 
+def _pool(x):
+    return max_pool2d(x, 3, 2, ceil_mode=True)
+
+
 class Features(nn.Module):
     config: SqueezeNetConfig
     dtype: Any = None
@@ -44,11 +48,12 @@ class Features(nn.Module):
     @nn.compact
     def __call__(self, x):
         channels, k = self.config.stem
-        x = relu(Conv2d(channels, k, 2, 0, use_bias=True, dtype=self.dtype,
-                        kernel_init=kaiming_uniform, name="0")(x))
+        x = Conv2d(channels, k, 2, 0, use_bias=True, dtype=self.dtype,
+                   kernel_init=kaiming_uniform, name="0")(x)
+        x = Op(relu, name="1")(x)
         for i, spec in enumerate(self.config.layers, start=2):
             if spec == M:
-                x = max_pool2d(x, 3, 2, ceil_mode=True)
+                x = Op(_pool, name=str(i))(x)
             else:
                 x = Fire(*spec, dtype=self.dtype, name=str(i))(x)
         return x
@@ -70,6 +75,11 @@ class Classifier(nn.Module):
 
 
 class SqueezeNet(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution; the
+    # pooled features (num_classes=0) skip the final 1x1 convolution `classifier.1`
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.1"
+
     config: SqueezeNetConfig
     num_classes: int = 1000
     dropout: float = 0.5

@@ -14,7 +14,7 @@ the buffers `relative_position_index` and `relative_coords_table` are derived in
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -250,6 +250,11 @@ class _Features(nn.Module):
 
 
 class SwinTransformer(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution (the stages
+    # features.1, .3, .5, .7, NHWC in torchvision too; before the final `norm`)
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "head"
+
     config: SwinConfig
     num_classes: int = 1000
     dropout: float = 0.0

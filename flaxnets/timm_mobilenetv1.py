@@ -16,7 +16,7 @@ BN eps 1e-5, momentum 0.1; convolutions without bias. Init as timm's `_init_weig
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -89,6 +89,11 @@ class _Blocks(nn.Module):
 
 
 class MobileNetV1(nn.Module):
+    # backbone (flaxnets.features): timm's feature_info: the last of bn1, blocks.* at each
+    # resolution (conv_head excluded)
+    feature_modules: ClassVar = ("bn1", "blocks.*")
+    classifier: ClassVar = "classifier"
+
     config: TimmMobileNetV1Config
     num_classes: int = 1000
     drop_rate: float = 0.0

@@ -7,17 +7,21 @@ paths `features.N` in Sequential order, `classifier.{0,3,6}`).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 
 from flaxnets import MODELS
 from netspecs.registry import register_variants
-from flaxnets.layers import (BatchNorm2d, Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw,
+from flaxnets.layers import (Op, BatchNorm2d, Conv2d, Linear, adaptive_avg_pool2d, flatten_nchw,
                              kaiming_fan_out, max_pool2d, relu, torch_default_bias,
                              torch_default_init)
 
 from netspecs.vgg import M, VGGConfig, VARIANTS
+
+
+def _pool2(x):
+    return max_pool2d(x, 2, 2)
 
 
 class Features(nn.Module):
@@ -30,7 +34,7 @@ class Features(nn.Module):
         i = 0
         for v in self.config.layers:
             if v == M:
-                x, i = max_pool2d(x, 2, 2), i + 1
+                x, i = Op(_pool2, name=str(i))(x), i + 1
                 continue
             if self.init_weights:
                 inits = dict(kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros)
@@ -40,7 +44,8 @@ class Features(nn.Module):
             x = Conv2d(v, 3, padding=1, use_bias=True, dtype=self.dtype, name=str(i), **inits)(x)
             if self.config.batch_norm:
                 x = BatchNorm2d(dtype=self.dtype, name=str(i + 1))(x, train)
-            x, i = relu(x), i + (3 if self.config.batch_norm else 2)
+            i += 2 if self.config.batch_norm else 1
+            x, i = Op(relu, name=str(i))(x), i + 1
         return x
 
 
@@ -63,6 +68,11 @@ class Classifier(nn.Module):
 
 
 class VGG(nn.Module):
+    # backbone (flaxnets.features): the last module of `features` at each resolution (the ReLU
+    # before each max pool, the last pool)
+    feature_modules: ClassVar = ("features.*",)
+    classifier: ClassVar = "classifier.6"
+
     config: VGGConfig
     num_classes: int = 1000
     init_weights: bool = True

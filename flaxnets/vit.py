@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax
@@ -111,6 +111,12 @@ class Heads(nn.Module):
 
 
 class VisionTransformer(nn.Module):
+    # backbone (flaxnets.features): every encoder block's output, as a map: the token sequence
+    # without the class token, (N, image_size/p, image_size/p, hidden_dim) (`feature_map`)
+    feature_modules: ClassVar = ("encoder.layers.encoder_layer_*",)
+    classifier: ClassVar = "heads.head"
+    feature_rule: ClassVar = "all"
+
     config: ViTConfig
     image_size: int = 224
     num_classes: int = 1000
@@ -123,6 +129,11 @@ class VisionTransformer(nn.Module):
     @property
     def default_input_size(self) -> int:
         return self.image_size
+
+    def feature_map(self, path: str, out, x):
+        """A block's token sequence (N, 1 + h*w, D) as a map (N, h, w, D), class token dropped."""
+        p = self.config.patch_size
+        return out[:, 1:].reshape(out.shape[0], x.shape[1] // p, x.shape[2] // p, out.shape[-1])
 
     @property
     def seq_length(self) -> int:

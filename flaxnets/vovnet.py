@@ -19,7 +19,7 @@ torch.nn.Hardsigmoid: `flaxnets.blocks.hardsigmoid`, torch's gradient included.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -147,6 +147,11 @@ class _Stem(nn.Module):
 
 
 class VovNet(nn.Module):
+    # backbone (flaxnets.features): timm's feature_info: the last of stem.*, stages.* at each
+    # resolution
+    feature_modules: ClassVar = ("stem.*", "stages.*")
+    classifier: ClassVar = "head.fc"
+
     config: VoVNetConfig
     num_classes: int = 1000
     drop_rate: float = 0.0

@@ -112,13 +112,14 @@ def owns_parameters(m: torch.nn.Module) -> bool:
     return any(True for _ in m.parameters(recurse=False))
 
 
-def torch_forward(model, x_nchw, capture: bool):
-    """Logits and {module path: output (torch's layout, numpy)} in execution order."""
+def torch_forward(model, x_nchw, capture):
+    """Logits and {module path: output (torch's layout, numpy)} in execution order.
+    `capture`: True (every module), False (none) or a collection of module paths."""
     outs: dict[str, np.ndarray] = {}
     handles = []
     if capture:
         for path, m in model.named_modules():
-            if not path:
+            if not path or (capture is not True and path not in capture):
                 continue
 
             def hook(mod, inp, out, path=path):
@@ -146,12 +147,15 @@ def _flatten_intermediates(tree, prefix=()) -> dict[str, Any]:
     return out
 
 
-def flax_forward(model, variables, x_nhwc, capture: bool):
+def flax_forward(model, variables, x_nhwc, capture):
     """Jitted: compiling the whole forward once costs less CPU than eager op-by-op dispatch,
-    most of all with the depthwise fast path's many small ops (figures: docs/parity.md)."""
+    most of all with the depthwise fast path's many small ops (figures: docs/parity.md).
+    `capture`: True (every module's output), False, or a collection of module paths."""
     if not capture:
         return jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x_nhwc), {}
-    logits, state = jax.jit(lambda v, x: model.apply(v, x, train=False, capture_intermediates=True,
+    which = True if capture is True else (
+        lambda mdl, method: method == "__call__" and ".".join(mdl.path) in capture)
+    logits, state = jax.jit(lambda v, x: model.apply(v, x, train=False, capture_intermediates=which,
                                                      mutable=["intermediates"]))(variables, x_nhwc)
     return logits, _flatten_intermediates(state["intermediates"])
 
@@ -195,6 +199,19 @@ def compare_layers(torch_outs: dict, flax_outs: dict, tol: float,
     return LayerReport(compared, worst[0], worst[1], first_bad, unmatched)
 
 
+def compare_features(torch_outs: dict, flax_outs: dict, paths) -> float:
+    """Worst relative error over the module outputs at `paths`; raises if one is missing."""
+    worst = 0.0
+    for p in sorted(paths):
+        if p not in torch_outs or p not in flax_outs:
+            raise AssertionError(f"feature path {p}: no {'torch' if p not in torch_outs else 'Flax'} output")
+        ref = _as_flax_layout(torch_outs[p], tuple(flax_outs[p].shape))
+        if ref is None:
+            raise AssertionError(f"feature path {p}: torch {torch_outs[p].shape} vs Flax {flax_outs[p].shape}")
+        worst = max(worst, rel_err(flax_outs[p], ref))
+    return worst
+
+
 def random_input(batch: int, h: int, w: int, dtype, seed: int) -> torch.Tensor:
     return random_input_nd(batch, (h, w), dtype, seed)
 
@@ -233,10 +250,13 @@ def eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, tol: float = 
             built = (kw, *_converted_pair(name, kw, seed))
         _, tmodel, fmodel, variables = built
         x = random_input_nd(batch, size, torch.float32, seed + 2 + i, channels)
-        capture = i == 0 or layers_at_every_size
+        paths = frozenset(d["module"] for d in flaxnets.feature_info(name, **kw))
+        capture = True if i == 0 or layers_at_every_size else paths
         t_logits, t_outs = torch_forward(tmodel, x, capture)
         f_logits, f_outs = flax_forward(fmodel, variables, jnp.asarray(_to_nhwc(x)), capture)
         result["logits"][_size_name(size)] = rel_err(f_logits, tensor_to_numpy(t_logits))
+        # the backbone's feature maps (flaxnets.feature_info): the outputs at those paths
+        result.setdefault("features", {})[_size_name(size)] = compare_features(t_outs, f_outs, paths)
         if capture:
             owners = frozenset(p for p, m in tmodel.named_modules() if p and owns_parameters(m))
             rep = dataclasses.asdict(compare_layers(t_outs, f_outs, tol, owners))
@@ -309,28 +329,167 @@ def train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed: int = 0
         del grads
         res: dict[str, Any] = {"model": name, "size": _size_name(size)}
         res["logits"] = max(rel_err(f, t) for f, t in zip(f_outs, t_logits))
-        # A bias feeding a train-mode BN through a linear path (e.g. a projection BN followed
-        # by the next conv + BN) has an analytically zero gradient: both sides return rounding
-        # noise (~1e-17 of the largest gradient). Such tensors are measured against the
-        # model's largest gradient, which still demands that Flax's value is ~0 too.
-        g_scale = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in t_grads.values())
+        res.update(_compare_train_state(name, t_grads, t_state, f_sd))
+        return res
 
-        def grad_err(key, ref):
-            got = tensor_to_numpy(f_sd[key])
-            if ref.size and float(np.max(np.abs(ref))) <= 1e-12 * g_scale:
-                return float(np.max(np.abs(got.astype(np.float64) - ref)) / g_scale)
-            return rel_err(got, ref)
 
-        grad_errs = {k: grad_err(k, g) for k, g in t_grads.items()}
-        stat_keys = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
-        stat_errs = {k: rel_err(tensor_to_numpy(f_sd[k]), t_state[k]) for k in stat_keys}
-        for k in t_state:
-            if k.endswith("num_batches_tracked") and int(f_sd[k]) != int(t_state[k]):
-                raise AssertionError(f"{name}: {k} flax {int(f_sd[k])} vs torch {int(t_state[k])}")
-        worst_g = max(grad_errs.items(), key=lambda kv: kv[1])
-        res["grads"] = worst_g[1]
-        res["grads_worst_key"] = worst_g[0]
-        worst_s = max(stat_errs.items(), key=lambda kv: kv[1]) if stat_errs else ("", 0.0)
-        res["running_stats"] = worst_s[1]
-        res["running_stats_worst_key"] = worst_s[0]
+def _compare_train_state(name: str, t_grads: dict, t_state: dict, f_sd: dict) -> dict:
+    """Worst gradient and BN running-statistic errors (Flax's `f_sd`, torch layout, against
+    torch's); num_batches_tracked must be equal."""
+    # A bias feeding a train-mode BN through a linear path (e.g. a projection BN followed
+    # by the next conv + BN) has an analytically zero gradient: both sides return rounding
+    # noise (~1e-17 of the largest gradient). Such tensors are measured against the
+    # model's largest gradient, which still demands that Flax's value is ~0 too.
+    g_scale = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in t_grads.values())
+
+    def grad_err(key, ref):
+        got = tensor_to_numpy(f_sd[key])
+        if ref.size and float(np.max(np.abs(ref))) <= 1e-12 * g_scale:
+            return float(np.max(np.abs(got.astype(np.float64) - ref)) / g_scale)
+        return rel_err(got, ref)
+
+    grad_errs = {k: grad_err(k, g) for k, g in t_grads.items()}
+    stat_keys = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
+    stat_errs = {k: rel_err(tensor_to_numpy(f_sd[k]), t_state[k]) for k in stat_keys}
+    for k in t_state:
+        if k.endswith("num_batches_tracked") and int(f_sd[k]) != int(t_state[k]):
+            raise AssertionError(f"{name}: {k} flax {int(f_sd[k])} vs torch {int(t_state[k])}")
+    worst_g = max(grad_errs.items(), key=lambda kv: kv[1])
+    worst_s = max(stat_errs.items(), key=lambda kv: kv[1]) if stat_errs else ("", 0.0)
+    return {"grads": worst_g[1], "grads_worst_key": worst_g[0],
+            "running_stats": worst_s[1], "running_stats_worst_key": worst_s[0]}
+
+
+# ----------------------------------------------------------------------------- backbones
+def _torch_to_flax_layout(t, shape: tuple):
+    """A torch module output (tensor, autograd kept) in the Flax layout `shape` (channels-first
+    maps moved to channels-last; outputs already channels-last kept)."""
+    if t.ndim >= 3 and tuple(t.permute(0, *range(2, t.ndim), 1).shape) == shape:
+        return t.permute(0, *range(2, t.ndim), 1)
+    if tuple(t.shape) != shape:
+        raise AssertionError(f"torch output {tuple(t.shape)} does not fit the Flax shape {shape}")
+    return t
+
+
+def _hooked_forward(tmodel, x, paths):
+    """Run `tmodel(x)` recording the outputs at `paths` (autograd kept)."""
+    outs, modules = {}, dict(tmodel.named_modules())
+    handles = [modules[p].register_forward_hook(lambda mod, inp, out, p=p: outs.__setitem__(p, out))
+               for p in paths]
+    try:
+        tmodel(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return outs
+
+
+def _headless_forward(tmodel, x, head: str):
+    """`tmodel(x)` with the module at `head` replaced by the identity (torch's reading of
+    timm's `num_classes=0`)."""
+    parent_path, _, attr = head.rpartition(".")
+    parent = tmodel.get_submodule(parent_path) if parent_path else tmodel
+    original = getattr(parent, attr)
+    setattr(parent, attr, torch.nn.Identity())
+    try:
+        return tmodel(x)
+    finally:
+        setattr(parent, attr, original)
+
+
+def _features_layout(fmodel, path: str, ref, x_nhwc, shape: tuple):
+    """A torch module output (numpy or tensor) as the features model's map at `path`: ViT's
+    token sequences (already (N, L, D) in torch) through the model's `feature_map`; maps
+    moved to channels-last where torch keeps them channels-first."""
+    if hasattr(fmodel, "feature_map"):
+        return fmodel.feature_map(path, ref, x_nhwc)
+    if isinstance(ref, torch.Tensor):
+        return _torch_to_flax_layout(ref, shape)
+    return _as_flax_layout(ref, shape)
+
+
+def features_eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, seed: int = 0) -> dict:
+    """float32 eval of the backbones: `create_model(name, features_only=True)` (every feature
+    map) and `num_classes=0` (the pooled features), converted from the full torch checkpoint
+    with `features_only=True` / `num_classes=0`, against the torch module outputs at the
+    `feature_info` paths and the input of the classifier module."""
+    kwargs = supported_kwargs(name, kwargs)
+    res: dict[str, Any] = {"model": name, "features": {}, "pooled": {}}
+    for i, size in enumerate(sizes):
+        size = tuple(size)
+        kw = sized_kwargs(name, kwargs, size)
+        tmodel, _ = build_pair(name, kw, seed)
+        tmodel.eval()
+        sd = tmodel.state_dict()
+        fmodel = flaxnets.create_model(name, features_only=True, **kw)
+        pmodel = flaxnets.create_model(name, num_classes=0, **kw)
+        fvars, left_out = from_torch_state_dict(name, sd, features_only=True, return_left_out=True, **kw)
+        pvars = from_torch_state_dict(name, sd, num_classes=0, **kw)
+        res["left_out"] = left_out
+        x = random_input_nd(batch, size, torch.float32, seed + 2 + i, int(kw.get("in_channels", 3)))
+        xf = jnp.asarray(_to_nhwc(x))
+        feats = jax.jit(lambda v, x: fmodel.apply(v, x, train=False))(fvars, xf)
+        pooled = jax.jit(lambda v, x: pmodel.apply(v, x, train=False))(pvars, xf)
+        with torch.no_grad():
+            t = _hooked_forward(tmodel, x, fmodel.feature_paths)
+            t_pooled = tensor_to_numpy(_headless_forward(tmodel, x, type(fmodel).classifier))
+        errs = []
+        for p, f in zip(fmodel.feature_paths, feats):
+            ref = tensor_to_numpy(t[p])
+            ref = _features_layout(fmodel, p, ref, xf, tuple(f.shape))
+            if ref is None or tuple(ref.shape) != tuple(f.shape):
+                raise AssertionError(f"{name}: feature {p}: torch {tuple(t[p].shape)} vs Flax {tuple(f.shape)}")
+            errs.append(rel_err(f, ref))
+        res["features"][_size_name(size)] = max(errs)
+        if tuple(pooled.shape) != tuple(t_pooled.shape):
+            raise AssertionError(f"{name}: pooled features torch {t_pooled.shape} vs Flax {pooled.shape}")
+        res["pooled"][_size_name(size)] = rel_err(pooled, t_pooled)
+    return res
+
+
+def features_train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed: int = 0) -> dict:
+    """float64 train mode of the features model (every feature map): the maps, the updated BN
+    statistics and the gradient of a scalar loss on all maps for every backbone parameter."""
+    kwargs = sized_kwargs(name, supported_kwargs(name, kwargs), size)
+    with jax.enable_x64(True):
+        tmodel, _ = build_pair(name, kwargs, seed, torch.float64)
+        tmodel.train()
+        fmodel = flaxnets.create_model(name, features_only=True, **kwargs)
+        variables = from_torch_state_dict(name, tmodel.state_dict(), features_only=True, **kwargs)
+        x = random_input_nd(batch, tuple(size), torch.float64, seed + 7, int(kwargs.get("in_channels", 3)))
+        xf = jnp.asarray(_to_nhwc(x))
+        stats = variables.get("batch_stats", {})
+
+        def forward(params):
+            return fmodel.apply({"params": params, "batch_stats": stats}, xf, train=True,
+                                mutable=["batch_stats"], rngs={"dropout": jax.random.key(0)})
+
+        shapes = [tuple(o.shape) for o in jax.eval_shape(forward, variables["params"])[0]]
+        weights = [_loss_weights(sh, seed + 11 + i) for i, sh in enumerate(shapes)]
+        t = _hooked_forward(tmodel, x, fmodel.feature_paths)
+        t_maps = [_features_layout(fmodel, p, t[p], xf, sh) for p, sh in zip(fmodel.feature_paths, shapes)]
+        loss = sum((m * torch.from_numpy(w)).sum() for m, w in zip(t_maps, weights))
+        loss.backward()
+        t_grads = {k: tensor_to_numpy(p.grad) for k, p in tmodel.named_parameters() if p.grad is not None}
+        t_state = {k: tensor_to_numpy(v).copy() for k, v in tmodel.state_dict().items()
+                   if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+        t_maps = [tensor_to_numpy(m.detach()) for m in t_maps]
+        del tmodel, t, loss
+
+        def loss_fn(params):
+            outs, upd = forward(params)
+            return sum(jnp.sum(o * jnp.asarray(w)) for o, w in zip(outs, weights)), (outs, upd.get("batch_stats", {}))
+
+        grads, (f_maps, f_stats) = jax.jit(jax.grad(loss_fn, has_aux=True))(variables["params"])
+        f_sd = to_torch_state_dict(name, {"params": grads, "batch_stats": f_stats}, features_only=True, **kwargs)
+        f_params = {k for k in f_sd if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+                    and k not in flaxnets.convert.derived_buffers(fmodel)}
+        if set(t_grads) != f_params:
+            raise AssertionError(f"{name}: backbone parameters with a torch gradient "
+                                 f"{sorted(set(t_grads) - f_params)[:5]} vs Flax parameters without one "
+                                 f"{sorted(f_params - set(t_grads))[:5]}")
+        t_state = {k: v for k, v in t_state.items() if k in f_sd}  # (heads past the trunk: not in the backbone)
+        res: dict[str, Any] = {"model": name, "size": _size_name(size), "maps": len(f_maps)}
+        res["features"] = max(rel_err(f, r) for f, r in zip(f_maps, t_maps))
+        res.update(_compare_train_state(name, t_grads, t_state, f_sd))
         return res

@@ -16,7 +16,8 @@ import flaxnets
 import torchref
 from flaxnets.convert import derived_buffers, layout
 from parity_tests import cases
-from parity_tests.harness import eval_parity, train_parity
+from parity_tests.harness import (eval_parity, features_eval_parity, features_train_parity,
+                                    train_parity)
 
 EVAL_TOL = 1e-5
 TRAIN_TOL = 1e-10
@@ -80,6 +81,8 @@ def _check_eval(name: str, sizes, kind: str):
             f"(rel err {layers['first_bad'][1]:.3g} > {EVAL_TOL})")
     for size, err in res["logits"].items():
         assert err <= EVAL_TOL, f"{name} eval logits at {size}: rel err {err:.3g} > {EVAL_TOL}"
+    for size, err in res["features"].items():
+        assert err <= EVAL_TOL, f"{name} feature maps at {size}: rel err {err:.3g} > {EVAL_TOL}"
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if not is_eval_large(n)])
@@ -153,6 +156,66 @@ def test_torchref_matches_flax_layout(name):
     assert set(sd) == set(table), (sorted(set(sd) - set(table)), sorted(set(table) - set(sd)))
     for k, v in sd.items():
         assert tuple(v.shape) == tuple(table[k]), k
+
+
+# ----------------------------------------------------------------------------- backbones
+def family(name: str) -> str:
+    """The flaxnets module that registers `name` (its family)."""
+    fn = flaxnets.MODELS.get(name)
+    return getattr(fn, "func", fn).__module__
+
+
+@functools.lru_cache(maxsize=None)
+def representatives() -> frozenset:
+    """One model per family, its smallest by parameter count among those whose float64 train
+    check is in the default suite (if any): its backbone parity runs in the default suite,
+    the others' in the large tier."""
+    reps: dict[str, str] = {}
+    key = lambda n: (is_train_large(n), num_params(n))  # noqa: E731
+    for n in NAMES:
+        f = family(n)
+        if f not in reps or key(n) < key(reps[f]):
+            reps[f] = n
+    return frozenset(reps.values())
+
+
+def _check_features(name: str):
+    c = cases.case(name)
+    sizes = c.eval_sizes if not is_large(name) or c.eval_sizes != cases.EVAL_SIZES else cases.SMALL_EVAL_SIZES
+    res = features_eval_parity(name, sizes, dict(c.kwargs))
+    full = set(layout(name, **dict(c.kwargs)))
+    backbone = set(layout(name, features_only=True, **dict(c.kwargs)))
+    assert set(res.pop("left_out")) == full - backbone  # the head and nothing else left out
+    _record("features", res)
+    for what in ("features", "pooled"):
+        for size, err in res[what].items():
+            assert err <= EVAL_TOL, f"{name} backbone {what} at {size}: rel err {err:.3g} > {EVAL_TOL}"
+
+
+@pytest.mark.parametrize("name", sorted(representatives()))
+def test_features(name):
+    """features_only=True (every map) and num_classes=0 (pooled), converted from the full
+    checkpoint, float32 at the eval sizes, against torch's module outputs."""
+    _check_features(name)
+
+
+@pytest.mark.parametrize("name", _large(lambda n: n not in representatives() and not is_eval_large(n)))
+def test_features_large(name):
+    _check_features(name)
+
+
+@pytest.mark.parametrize("name", sorted(representatives()))
+def test_features_train(name):
+    """float64 train mode through a loss on every feature map: maps, BN statistics, every
+    backbone parameter's gradient."""
+    c = cases.case(name)
+    res = features_train_parity(name, c.train_size,
+                                {**cases.TRAIN_KWARGS, **dict(c.kwargs), **dict(c.train_kwargs)})
+    _record("features_train", res)
+    assert res["features"] <= TRAIN_TOL, f"{name} train feature maps rel err {res['features']:.3g}"
+    assert res["running_stats"] <= TRAIN_TOL, (
+        f"{name} running stats rel err {res['running_stats']:.3g} at {res['running_stats_worst_key']}")
+    assert res["grads"] <= TRAIN_TOL, f"{name} grads rel err {res['grads']:.3g} at {res['grads_worst_key']}"
 
 
 # ----------------------------------------------------------------------------- 1-D builds

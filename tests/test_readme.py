@@ -50,3 +50,16 @@ def test_nnx_example():
     ns: dict = {}
     exec(compile(block("example:nnx"), "README.md", "exec"), ns)
     assert ns["y"].shape == (2, 10) and "fc.weight" in ns["sd"]
+
+
+def test_backbone_example(tmp_path, monkeypatch):
+    """The FPN example: a torchvision-layout RegNet checkpoint (made by torchref) converted as a
+    backbone, a Flax head on its maps, a few training steps that lower the loss."""
+    torch.manual_seed(0)
+    monkeypatch.chdir(tmp_path)
+    torch.save(torchref.create_model("regnet_x_400mf").state_dict(), "regnet_x_400mf.pth")
+    ns: dict = {}
+    exec(compile(block("example:backbone"), "README.md", "exec"), ns)
+    assert ns["chs"] == [32, 64, 160, 400]
+    assert "fc" not in ns["params"]["trunk"] and "block4" in ns["params"]["trunk"]["trunk_output"]
+    assert ns["losses"][-1] < ns["losses"][0], ns["losses"]

@@ -225,17 +225,63 @@ def numpy_to_tensor(a: np.ndarray):
     return torch.from_numpy(a)
 
 
-def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) -> dict:
-    """torchvision state_dict -> {"params": ..., "batch_stats": ...} for flaxnets model `name`.
+def _is_backbone(kwargs: Mapping) -> bool:
+    return bool(kwargs.get("features_only")) or kwargs.get("num_classes") == 0
 
-    Values may be torch tensors or numpy arrays (torch's layout). Every key must be consumed and every Flax leaf produced with the right shape. Tensors
-    keep their dtype (float32 stays float32; float64 needs `jax_enable_x64`).
-    """
+
+def _model_buffers(name: str, table: Mapping[str, Leaf], **kwargs) -> "OrderedDict[str, np.ndarray]":
+    """`derived_buffers` of the model; for a backbone (features_only / num_classes=0) only
+    those of the modules it computes (a buffer's module also owns a variable of `table`)."""
     from flaxnets import create_model
 
-    table = layout(name, **kwargs)
     fixed = derived_buffers(create_model(name, **kwargs))
+    if not _is_backbone(kwargs):
+        return fixed
+    prefixes = {k.rsplit(".", 1)[0] for k in table}
+    return OrderedDict((k, v) for k, v in fixed.items() if k.rsplit(".", 1)[0] in prefixes)
+
+
+def classifier_keys(name: str, **kwargs) -> set[str]:
+    """Every torch key of the full classifier `name` (auxiliary heads included, default
+    `num_classes`) with the trunk knobs of `kwargs`: the keys a backbone may leave out."""
+    import inspect
+
+    from flaxnets import MODELS, create_model
+
+    kw = {k: v for k, v in kwargs.items() if k not in ("features_only", "out_indices", "num_classes")}
+    if "aux_logits" in inspect.signature(MODELS.get(name)).parameters:
+        kw["aux_logits"] = True
+    return set(layout(name, **kw)) | set(derived_buffers(create_model(name, **kw)))
+
+
+def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], *, return_left_out: bool = False,
+                          **kwargs) -> dict:
+    """torchvision state_dict -> {"params": ..., "batch_stats": ...} for flaxnets model `name`.
+
+    Values may be torch tensors or numpy arrays (torch's layout). Every key must be consumed
+    and every Flax leaf produced with the right shape. Tensors keep their dtype (float32 stays
+    float32; float64 needs `jax_enable_x64`).
+
+    Backbones (`features_only=True`, `out_indices`, or `num_classes=0`; see
+    `flaxnets.features`) take a full classifier's checkpoint: the keys of the head (and of
+    stages past the last `out_indices`) are left out, and only those: every key must still be
+    one of the full model's, and every backbone key must be there with its shape. The keys
+    left out are logged (logger "flaxnets") and, with `return_left_out=True`, returned:
+    `(variables, left_out)`.
+    """
+    table = layout(name, **kwargs)
+    fixed = _model_buffers(name, table, **kwargs)
     arrays = {k: tensor_to_numpy(v) for k, v in state_dict.items()}
+    left_out: list[str] = []
+    if _is_backbone(kwargs):
+        full = classifier_keys(name, **kwargs)
+        left_out = [k for k in arrays if k not in table and k not in fixed and k in full]
+        arrays = {k: a for k, a in arrays.items() if k not in set(left_out)}
+        if left_out:
+            import logging
+
+            logging.getLogger("flaxnets").info("%s backbone: left out %d checkpoint keys: %s",
+                                               name, len(left_out), _listing(left_out))
     _check(name, {**{k: leaf.torch_shape for k, leaf in table.items()},
                   **{k: v.shape for k, v in fixed.items()}},
            {k: a.shape for k, a in arrays.items()}, "torch keys")
@@ -249,7 +295,8 @@ def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **kwargs) ->
         if leaf.path[-1] == "num_batches_tracked":
             a = a.astype(np.int32)
         flat[leaf.collection][leaf.path] = jnp.asarray(a)
-    return {col: _unflatten(f) for col, f in flat.items() if f}
+    variables = {col: _unflatten(f) for col, f in flat.items() if f}
+    return (variables, left_out) if return_left_out else variables
 
 
 def to_numpy_state_dict(name: str, variables: Mapping[str, Any], *, torch_order: bool | None = None,
@@ -257,10 +304,8 @@ def to_numpy_state_dict(name: str, variables: Mapping[str, Any], *, torch_order:
     """flaxnets variables -> torchvision state_dict as numpy arrays (strict, shapes checked;
     no torch needed). Keys in torchvision's order when torch is installed (`torch_order=None`),
     else in the Flax model's order."""
-    from flaxnets import create_model
-
     table = layout(name, **kwargs)
-    fixed = derived_buffers(create_model(name, **kwargs))
+    fixed = _model_buffers(name, table, **kwargs)
     unknown = sorted(set(variables) - set(COLLECTIONS))
     if unknown:
         raise ConversionError(f"{name}: unexpected variable collections {unknown}")
@@ -316,6 +361,8 @@ def torch_key_order(name: str, table, **kwargs) -> list[str]:
         return list(table)
     builder = torchref.MODELS.get(name)
     accepted = inspect.signature(builder).parameters
+    if _is_backbone(kwargs):  # a backbone's keys in the full classifier's order
+        kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
     with torch.device("meta"):
         model = builder(**{k: v for k, v in kwargs.items() if k in accepted})
     keys = set(table)
