@@ -282,9 +282,9 @@ class TvExponentialMovingAverage(torch.optim.swa_utils.AveragedModel):
 
 
 def test_ema_equals_torchvision():
-    """5 epochs of 7 steps, --model-ema-steps 3 (so the per-epoch index matters), 2 warmup epochs: torchvision's decay adjustment,
-    update period, warmup reset and AveragedModel arithmetic (params, BN running stats and the
-    integer num_batches_tracked) step by step."""
+    """5 epochs of 7 steps, --model-ema-steps 3 (so the per-epoch index matters), 2 warmup epochs:
+    torchvision's decay adjustment, update period, warmup reset and AveragedModel arithmetic (params,
+    BN running stats and the integer num_batches_tracked) step by step."""
     epochs, spe, every, warmup, global_batch, decay0 = 5, 7, 3, 2, 64, 0.99
     # train.py: adjust = world_size * batch_size * model_ema_steps / epochs; alpha = min(1, (1 - decay) * adjust)
     alpha = min(1.0, (1.0 - decay0) * (global_batch * every / epochs))
@@ -358,8 +358,8 @@ def test_presets_are_trainconfig_fields_and_models():
 
 
 def test_explicit_options_override_the_preset():
-    cfg = parse_args(["--recipe", "resnet50", "--model", "lenet5", "--epochs", "25", "--wd", "0.5",
-                      "--optimizer", "AdamW", "--no-model-ema", "--lr-warmup-epochs", "0", "--interpolation", "bicubic"])
+    cfg = parse_args(["--recipe", "resnet50", "--model", "lenet5", "--epochs", "25", "--wd", "0.5", "--optimizer",
+                      "AdamW", "--no-model-ema", "--lr-warmup-epochs", "0", "--interpolation", "bicubic"])
     # --epochs 25 is TrainConfig's default value: still explicit, so it wins over the preset's 600
     assert (cfg.model, cfg.epochs, cfg.weight_decay, cfg.opt, cfg.model_ema) == ("lenet5", 25, 0.5, "adamw", False)
     assert (cfg.lr_warmup_epochs, cfg.interpolation) == (0, "bicubic")

@@ -213,7 +213,8 @@ def run(cfg: TrainConfig) -> dict:
             return model.init(key, x0, train=False)
 
     total = cfg.epochs * spe
-    abstract_state = jax.eval_shape(lambda k: create_state(init_fn(k), tx, use_ema, ema_cfg is not None), jax.random.key(0))
+    abstract_state = jax.eval_shape(lambda k: create_state(init_fn(k), tx, use_ema, ema_cfg is not None),
+                                    jax.random.key(0))
     mngr = checkpoint.open_manager(workdir, cfg.keep_checkpoints)
     latest = None if cfg.eval_only and cfg.init_from else mngr.latest_step()
     compile_seconds, pool, train_future = {}, concurrent.futures.ThreadPoolExecutor(1), None
