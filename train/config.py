@@ -4,7 +4,9 @@ Every field is a CLI option (`--snake-case` spelled with dashes); `HELP` documen
 Defaults train `regnet_x_400mf` on the bundled digits32 dataset to >= 95% test top-1 in a few
 minutes on a small CPU (measured figures: README, "Training"). They are AdamW's: with SGD
 (torch semantics) RegNet diverges on this data at large learning rates; pass e.g.
-`--optimizer sgd --lr 0.01 --weight-decay 5e-5` for an SGD run.
+`--optimizer sgd --lr 0.01 --weight-decay 5e-5` for an SGD run. `--recipe NAME` presets the
+options of one of torchvision's documented training commands (train/recipes.py); options given
+explicitly override the preset.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 from typing import Sequence
 
 from train.data import DataConfig
+from train.optim import LR_SCHEDULERS, OPTIMIZERS, WARMUP_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,15 +47,31 @@ class TrainConfig:
     cutmix_alpha: float = 0.0
     ra_sampler: bool = False
     ra_reps: int = 3
-    # optimisation
-    optimizer: str = "adamw"
+    # optimisation (torchvision references/classification/train.py option names and semantics;
+    # --recipe NAME presets them: train/recipes.py)
+    recipe: str | None = None
+    opt: str = "adamw"
     lr: float = 0.02
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.05
+    norm_weight_decay: float | None = None
+    bias_weight_decay: float | None = None
+    transformer_embedding_decay: float | None = None
     wd_on_bn_bias: bool = True
-    warmup_epochs: float = 2.0
+    lr_scheduler: str = "cosine_per_step"
+    lr_warmup_epochs: float = 2.0
+    lr_warmup_method: str = "linear"
+    lr_warmup_decay: float = 0.01
+    lr_step_size: int = 30
+    lr_gamma: float = 0.1
+    lr_milestones: tuple[int, ...] = ()
+    lr_min: float = 0.0
+    clip_grad_norm: float | None = None
     label_smoothing: float = 0.0
+    model_ema: bool = False
+    model_ema_steps: int = 32
+    model_ema_decay: float = 0.99998
     ema_decay: float = 0.0
     epochs: int = 25
     batch_size: int = 128
@@ -122,17 +141,38 @@ HELP = {
     "cutmix_alpha": "CutMix Beta(alpha, alpha) (0: off)",
     "ra_sampler": "repeated-augmentation sampling (each example ra_reps times per epoch, differently augmented)",
     "ra_reps": "repetitions per example with --ra-sampler",
-    "optimizer": "sgd (torch.optim.SGD semantics) or adamw",
+    "recipe": "preset the options of one of torchvision's documented training commands (train/recipes.py, "
+              "docs/recipes.md; its model unless --model is given); any option given explicitly overrides it",
+    "opt": "optimizer (torchvision's --opt; alias --optimizer): sgd, sgd_nesterov (torch.optim.SGD), rmsprop "
+           "(torch.optim.RMSprop(alpha=0.9, eps=0.0316) as torchvision builds it) or adamw",
     "lr": "peak learning rate for the global batch",
-    "momentum": "SGD momentum (AdamW: beta1)",
-    "nesterov": "Nesterov momentum (SGD)",
-    "weight_decay": "weight decay (SGD: added to the gradient as torch does; AdamW: decoupled)",
-    "wd_on_bn_bias": "apply weight decay to BatchNorm and bias parameters (all 0/1-d leaves); "
-                     "--no-wd-on-bn-bias exempts them",
-    "warmup_epochs": "linear warmup length in epochs (from lr/100), then cosine decay to 0",
+    "momentum": "SGD/RMSprop momentum (AdamW: beta1)",
+    "nesterov": "Nesterov momentum (SGD; same as --opt sgd_nesterov)",
+    "weight_decay": "weight decay (alias --wd; SGD/RMSprop: added to the gradient as torch does; AdamW: decoupled)",
+    "norm_weight_decay": "weight decay of normalisation layers' parameters (None: --weight-decay)",
+    "bias_weight_decay": "weight decay of parameters named bias (None: --weight-decay)",
+    "transformer_embedding_decay": "weight decay of class_token, position_embedding and relative_position_bias_table "
+                                   "parameters (torchvision's list; None: --weight-decay)",
+    "wd_on_bn_bias": "apply weight decay to all 0/1-d leaves (BatchNorm, biases); --no-wd-on-bn-bias exempts them",
+    "lr_scheduler": "cosine_per_step (warmup, then cosine to --lr-min, updated every step), or torchvision's "
+                    "per-epoch steplr, multisteplr, cosineannealinglr, exponentiallr (after the warmup, in a "
+                    "SequentialLR; the lr is constant within an epoch)",
+    "lr_warmup_epochs": "warmup length in epochs (alias --warmup-epochs; whole epochs for the per-epoch schedulers)",
+    "lr_warmup_method": "warmup: linear (from lr * lr_warmup_decay to lr) or constant (lr * lr_warmup_decay)",
+    "lr_warmup_decay": "warmup start factor (linear) or factor (constant)",
+    "lr_step_size": "steplr: multiply the lr by --lr-gamma every this many epochs",
+    "lr_gamma": "steplr/multisteplr/exponentiallr decay factor",
+    "lr_milestones": "multisteplr: epochs (counted from the end of the warmup, as torch's SequentialLR does) at "
+                     "which the lr is multiplied by --lr-gamma",
+    "lr_min": "cosine schedules: final lr (eta_min)",
+    "clip_grad_norm": "clip gradients to this global L2 norm (torch.nn.utils.clip_grad_norm_; None: off)",
     "label_smoothing": "label smoothing of the cross-entropy (torch's meaning)",
-    "ema_decay": "decay of an exponential moving average of params and BatchNorm statistics, "
-                 "evaluated alongside (0: off)",
+    "model_ema": "torchvision's EMA of params and buffers (updated every --model-ema-steps steps with the decay "
+                 "adjusted by global batch * steps / epochs; reset during warmup epochs), evaluated alongside",
+    "model_ema_steps": "--model-ema: update the average every this many steps of an epoch",
+    "model_ema_decay": "--model-ema: decay before torchvision's adjustment",
+    "ema_decay": "per-step EMA of params and BatchNorm statistics with decay min(d, (1+t)/(10+t)), evaluated "
+                 "alongside (0: off; --model-ema is torchvision's)",
     "epochs": "training epochs",
     "batch_size": "global batch size (over all devices and processes)",
     "grad_accum": "split each global batch into this many sequential micro-batches (gradient accumulation)",
@@ -148,7 +188,10 @@ HELP = {
     "num_processes": "multi-process: number of processes (env JAX_NUM_PROCESSES)",
     "process_id": "multi-process: this process's index (env JAX_PROCESS_ID)",
 }
-CHOICES = {"dtype": ("float32", "bfloat16"), "optimizer": ("sgd", "adamw")}
+CHOICES = {"dtype": ("float32", "bfloat16"), "opt": OPTIMIZERS, "lr_scheduler": LR_SCHEDULERS,
+           "lr_warmup_method": WARMUP_METHODS}
+LOWER = {"opt", "lr_scheduler", "lr_warmup_method"}  # torchvision lower-cases these
+ALIASES = {"opt": ("--optimizer",), "weight_decay": ("--wd",), "lr_warmup_epochs": ("--warmup-epochs",)}
 ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
        "process_id": "JAX_PROCESS_ID"}
 
@@ -158,22 +201,49 @@ def _type(field: dataclasses.Field):
     return int if t.startswith("int") else float if t.startswith("float") else str
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """The CLI; `suppress_defaults`: options not on the command line stay out of the namespace
+    (how `parse_args` tells explicit options from defaults)."""
     p = argparse.ArgumentParser(prog="python -m train.main",
                                 description="Train or evaluate a flaxnets classifier.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *ALIASES.get(f.name, ())]
+        default = f.default
+        if f.name in ENV and os.environ.get(ENV[f.name]):
+            default = _type(f)(os.environ[ENV[f.name]])
+        if suppress_defaults:
+            default = argparse.SUPPRESS
         if f.type == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
+            p.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                           help=HELP[f.name])
+        elif str(f.type).startswith("tuple"):
+            p.add_argument(*flags, dest=f.name, type=int, nargs="*", default=default, help=HELP[f.name])
         else:
-            default = f.default
-            if f.name in ENV and os.environ.get(ENV[f.name]):
-                default = _type(f)(os.environ[ENV[f.name]])
-            p.add_argument(flag, type=_type(f), default=default, choices=CHOICES.get(f.name),
+            typ = (lambda v: v.lower()) if f.name in LOWER else _type(f)
+            p.add_argument(*flags, dest=f.name, type=typ, default=default, choices=CHOICES.get(f.name),
                            help=HELP[f.name])
     return p
 
 
+def explicit_options(argv: Sequence[str] | None = None) -> dict:
+    """{field: value} of the options given on the command line."""
+    return vars(build_parser(suppress_defaults=True).parse_args(argv))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    return TrainConfig(**vars(build_parser().parse_args(argv)))
+    """TrainConfig from the command line: defaults, then the --recipe preset, then every
+    option given explicitly."""
+    from train import recipes
+
+    parser = build_parser()
+    values = vars(parser.parse_args(argv))
+    values["lr_milestones"] = tuple(values["lr_milestones"])
+    if values["recipe"]:
+        try:
+            preset = recipes.get(values["recipe"])
+        except ValueError as e:
+            parser.error(str(e))
+        explicit = explicit_options(argv)
+        values.update({k: v for k, v in preset.items() if k not in explicit})
+    return TrainConfig(**values)

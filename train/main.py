@@ -133,11 +133,46 @@ def setup(cfg: TrainConfig):
     for name in ("epochs", "keep_checkpoints", "log_every"):
         if getattr(cfg, name) < (0 if name == "epochs" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    check_optimisation(cfg)
     dcfg = cfg.data_config()
     info = data.get_dataset_info(dcfg)
     steps.check_batch(cfg.batch_size, cfg.grad_accum, jax.device_count(), jax.process_count())
     spe = data.steps_per_epoch(info, cfg.batch_size)
     return dcfg, info, spe
+
+
+def check_optimisation(cfg: TrainConfig) -> None:
+    """ValueError for optimisation options that do not fit together."""
+    if cfg.ema_decay > 0 and cfg.model_ema:
+        raise ValueError("--ema-decay (per-step EMA) and --model-ema (torchvision's) exclude each other")
+    if cfg.lr_scheduler != "cosine_per_step" and not float(cfg.lr_warmup_epochs).is_integer():
+        raise ValueError(f"--lr-scheduler {cfg.lr_scheduler} steps per epoch: --lr-warmup-epochs must be a whole "
+                         f"number, got {cfg.lr_warmup_epochs}")
+    if cfg.lr_warmup_epochs < 0 or cfg.lr_warmup_decay <= 0:
+        raise ValueError("--lr-warmup-epochs must be >= 0 and --lr-warmup-decay > 0")
+    if cfg.lr_scheduler == "steplr" and cfg.lr_step_size < 1:
+        raise ValueError(f"--lr-step-size must be >= 1, got {cfg.lr_step_size}")
+    if cfg.lr_scheduler == "multisteplr" and (not cfg.lr_milestones or min(cfg.lr_milestones) < 1):
+        raise ValueError("--lr-scheduler multisteplr needs --lr-milestones E1 E2 ... (epochs >= 1 after the warmup)")
+    if cfg.model_ema and cfg.model_ema_steps < 1:
+        raise ValueError(f"--model-ema-steps must be >= 1, got {cfg.model_ema_steps}")
+    if cfg.clip_grad_norm is not None and cfg.clip_grad_norm <= 0:
+        raise ValueError(f"--clip-grad-norm must be positive, got {cfg.clip_grad_norm}")
+
+
+def tv_ema(cfg: TrainConfig, steps_per_epoch: int) -> optim.TvEma | None:
+    """torchvision's EMA settings for --model-ema (None without)."""
+    if not cfg.model_ema:
+        return None
+    decay = optim.tv_ema_decay(cfg.model_ema_decay, cfg.batch_size, cfg.model_ema_steps, max(cfg.epochs, 1))
+    return optim.TvEma(decay, cfg.model_ema_steps, steps_per_epoch, cfg.lr_warmup_epochs)
+
+
+def config_changes(cfg: TrainConfig) -> str:
+    """The fields that differ from TrainConfig's defaults, as k=v."""
+    base = TrainConfig()
+    return ", ".join(f"{f.name}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)
+                     if getattr(cfg, f.name) != getattr(base, f.name)) or "defaults"
 
 
 def run(cfg: TrainConfig) -> dict:
@@ -157,12 +192,15 @@ def run(cfg: TrainConfig) -> dict:
     dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else None
     model = flaxnets.create_model(cfg.model, num_classes=num_classes, dtype=dtype)
     tx, schedule = optim.from_config(cfg, spe)
-    use_ema = cfg.ema_decay > 0
+    ema_cfg = tv_ema(cfg, spe)
+    use_ema = cfg.ema_decay > 0 or ema_cfg is not None
     size = info.image_size
     log.print(f"{cfg.model} on {info.name} ({info.num_train} train / {info.num_eval} {info.eval_split}, "
               f"{num_classes} classes, {size}x{size}); {jax.device_count()} devices, {jax.process_count()} "
               f"processes; global batch {cfg.batch_size} x {spe} steps/epoch; workdir {workdir}; "
               f"runtime settings: {', '.join(runtime.applied()) or 'none'}")
+    log.print(f"config{f' (recipe {cfg.recipe})' if cfg.recipe else ''}: {config_changes(cfg)}"
+              + (f"; EMA decay {ema_cfg.decay:.6g} every {ema_cfg.every} steps" if ema_cfg else ""))
     if info.bad_files:
         log.print(f"--skip-bad-images: left out {len(info.bad_files)} unreadable file(s): "
                   + ", ".join(info.bad_files[:5]) + (" ..." if len(info.bad_files) > 5 else ""))
@@ -175,13 +213,14 @@ def run(cfg: TrainConfig) -> dict:
             return model.init(key, x0, train=False)
 
     total = cfg.epochs * spe
-    abstract_state = jax.eval_shape(lambda k: create_state(init_fn(k), tx, use_ema), jax.random.key(0))
+    abstract_state = jax.eval_shape(lambda k: create_state(init_fn(k), tx, use_ema, ema_cfg is not None),
+                                    jax.random.key(0))
     mngr = checkpoint.open_manager(workdir, cfg.keep_checkpoints)
     latest = None if cfg.eval_only and cfg.init_from else mngr.latest_step()
     compile_seconds, pool, train_future = {}, concurrent.futures.ThreadPoolExecutor(1), None
     if not cfg.eval_only and (latest or 0) < total:
         # Traced here, compiled in a thread while the state is initialised and eval compiles.
-        scfg = steps.StepConfig(cfg.label_smoothing, cfg.grad_accum, cfg.ema_decay, cfg.seed)
+        scfg = steps.StepConfig(cfg.label_smoothing, cfg.grad_accum, cfg.ema_decay, cfg.seed, tv_ema=ema_cfg)
         lowered = steps.lower_train(model, tx, scfg, mesh, abstract_state,
                                     steps.abstract_batch(mesh, cfg.batch_size, (size, size, 3)))
         train_future = pool.submit(steps.compile_timed, lowered)
@@ -197,7 +236,7 @@ def run(cfg: TrainConfig) -> dict:
                 fresh = replicate(load_init(dataclasses.replace(cfg, num_classes=num_classes), fresh, log), mesh)
             except (ValueError, FileNotFoundError) as e:
                 raise SetupError(str(e)) from e
-        state = jax.jit(lambda v: create_state(v, tx, use_ema), out_shardings=repl)(fresh)
+        state = jax.jit(lambda v: create_state(v, tx, use_ema, ema_cfg is not None), out_shardings=repl)(fresh)
     jax.block_until_ready(state)
     init_seconds = time.perf_counter() - t
     lowered_eval = steps.lower_eval(model, mesh, abstract_state.variables(),
@@ -284,6 +323,7 @@ def run(cfg: TrainConfig) -> dict:
         "wall_seconds": time.perf_counter() - t_start, "cpu_seconds": time.process_time() - cpu_start,
         "devices": jax.device_count(), "runtime_settings": list(runtime.applied()),
         "processes": jax.process_count(), "batch_size": cfg.batch_size, "dtype": cfg.dtype, "workdir": workdir,
+        "recipe": cfg.recipe, "config": dataclasses.asdict(cfg),
     }
     mngr.close()
     log.close()

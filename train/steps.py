@@ -1,6 +1,8 @@
 """Pure train/eval steps and their sharded `jax.jit` wrappers.
 
-`train_step(state, batch)` does one optimiser update on a global batch, optionally as
+`train_step(state, batch)` does one optimiser update on a global batch (gradient clipping and
+weight decay live in the optax chain, train/optim.py), then the EMA update (torchvision's with
+`StepConfig.tv_ema`, else the per-step one), optionally as
 `grad_accum` sequential micro-batches (gradients averaged, BatchNorm statistics updated
 once per micro-batch, as a torch loop with accumulation does). Dropout keys derive from
 (seed, step, micro-batch), so a resumed run replays exactly.
@@ -31,6 +33,7 @@ class StepConfig:
     grad_accum: int = 1
     ema_decay: float = 0.0
     seed: int = 0
+    tv_ema: optim.TvEma | None = None   # torchvision's EMA (--model-ema) instead of the per-step one
 
 
 def _loss_and_updates(model, params, batch_stats, images, labels, key, label_smoothing):
@@ -71,11 +74,15 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
         loss, correct = losses.mean(), corrects.sum()
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema = state.ema
-    if ema is not None:
+    ema, ema_count = state.ema, state.ema_count
+    if ema is not None and cfg.tv_ema is not None:
+        ema, ema_count = cfg.tv_ema.update(ema, ema_count, {"params": params, "batch_stats": batch_stats},
+                                           state.step)
+    elif ema is not None:
         d = optim.ema_decay_at(cfg.ema_decay, state.step.astype(jnp.float32))
         ema = optim.ema_update(ema, {"params": params, "batch_stats": batch_stats}, d)
-    new = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state, ema=ema)
+    new = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state, ema=ema,
+                        ema_count=ema_count)
     return new, {"loss": loss, "top1": correct / labels.shape[0]}
 
 
