@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -225,3 +226,34 @@ def test_init_from_torch_and_msgpack_reinitialises_head(tmp_path, data_dir, caps
                        "--eval-only", "--batch-size", "99", "--workdir", str(tmp_path / "run10")], capsys)
     assert rc == 0 and "re-initialised" not in out
     assert checkpoint.tmp_dirs(str(tmp_path / "run10")) == []
+
+
+def test_freeze_backbone_linear_probe(tmp_path, data_dir, capsys):
+    """--init-from a torchvision-layout checkpoint + --freeze-backbone: only the classifier
+    layer moves; every trunk parameter and BatchNorm statistic stays the checkpoint's."""
+    import torch
+
+    import torchref
+
+    torch.manual_seed(0)
+    tm = torchref.create_model("resnet18", num_classes=10)
+    torch.save(tm.state_dict(), tmp_path / "r18.pth")
+    init = flaxnets.from_torch_state_dict("resnet18", tm.state_dict(), num_classes=10)
+    work = tmp_path / "probe"
+    rc, out = run_cli(["--model", "resnet18", "--data-dir", data_dir, "--init-from", str(tmp_path / "r18.pth"),
+                       "--freeze-backbone", "--epochs", "1", "--batch-size", "256", "--lr", "0.05",
+                       "--workdir", str(work)], capsys)
+    assert rc == 0, out
+    s = json.loads((work / "summary.json").read_text())
+    assert s["trained_params"]["trained_leaves"] == ["fc.bias", "fc.kernel"]
+    assert s["trained_params"]["trained"] == 512 * 10 + 10
+    assert "--freeze-backbone: training fc.bias, fc.kernel (5,130 of 11,181,642 parameters)" in out, out
+    mngr = checkpoint.open_manager(str(work), 2)
+    state = checkpoint.restore_local(mngr)
+    mngr.close()
+    final = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    flat_init = flax.traverse_util.flatten_dict(jax.device_get(init))
+    flat_final = flax.traverse_util.flatten_dict(final)
+    assert set(flat_init) == set(flat_final)
+    moved = sorted(".".join(k[1:]) for k in flat_init if not np.array_equal(flat_init[k], np.asarray(flat_final[k])))
+    assert moved == ["fc.bias", "fc.kernel"], moved

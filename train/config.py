@@ -33,6 +33,7 @@ class TrainConfig:
     num_classes: int | None = None
     image_size: int | None = None
     init_from: str | None = None
+    freeze_backbone: bool = False
     dtype: str = "float32"
     # train/eval preprocessing and augmentation (torchvision references/classification option names)
     train_crop_size: int | None = None
@@ -127,6 +128,9 @@ HELP = {
     "image_size": "train/eval image size (None: the dataset's native size, 224 for ImageNet-like data)",
     "init_from": "initial weights: torchvision .pth/.safetensors, or a Flax .msgpack from `python -m "
                  "flaxnets.convert`; a classifier head of another shape is re-initialised",
+    "freeze_backbone": "linear probe: train only the model's final classifier layer (its `classifier` module, e.g. fc; "
+                       "flaxnets.features); the forward runs in eval mode, so the trunk's BatchNorm statistics "
+                       "stay fixed and dropout is off",
     "dtype": "compute dtype: float32 or bfloat16 (parameters and BatchNorm statistics stay float32)",
     "train_crop_size": "train RandomResizedCrop size (None: image_size)",
     "val_resize_size": "eval: resize the shorter side to this (None: val_crop_size / 0.875)",

@@ -123,6 +123,18 @@ def _write_json(path: str, obj: dict) -> None:
 # ----------------------------------------------------------------------------- run
 
 
+def trained_params(model, params, freeze_backbone: bool) -> dict:
+    """Which parameters the run trains: counts, and the trained leaves' torch names when the
+    backbone is frozen."""
+    from flaxnets.convert import _flatten
+
+    flat = _flatten(jax.tree.map(lambda p: int(np.prod(p.shape)), params))
+    mask = _flatten(optim.head_mask(model, params)) if freeze_backbone else {k: True for k in flat}
+    names = [".".join(k) for k, m in mask.items() if m]
+    return {"trained": sum(flat[k] for k, m in mask.items() if m), "total": sum(flat.values()),
+            "frozen_backbone": freeze_backbone, "trained_leaves": names if freeze_backbone else "all"}
+
+
 def setup(cfg: TrainConfig):
     """Everything that can fail on a bad option or missing input, cheap and before compiling."""
     flaxnets.MODELS.get(cfg.model)  # unknown names: ValueError listing close names
@@ -192,6 +204,8 @@ def run(cfg: TrainConfig) -> dict:
     dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else None
     model = flaxnets.create_model(cfg.model, num_classes=num_classes, dtype=dtype)
     tx, schedule = optim.from_config(cfg, spe)
+    if cfg.freeze_backbone:  # linear probe: only the classifier layer moves
+        tx = optim.freeze_all_but(tx, lambda params: optim.head_mask(model, params))
     ema_cfg = tv_ema(cfg, spe)
     use_ema = cfg.ema_decay > 0 or ema_cfg is not None
     size = info.image_size
@@ -215,12 +229,17 @@ def run(cfg: TrainConfig) -> dict:
     total = cfg.epochs * spe
     abstract_state = jax.eval_shape(lambda k: create_state(init_fn(k), tx, use_ema, ema_cfg is not None),
                                     jax.random.key(0))
+    if cfg.freeze_backbone:
+        tp = trained_params(model, abstract_state.params, True)
+        log.print(f"--freeze-backbone: training {', '.join(tp['trained_leaves'])} ({tp['trained']:,} of "
+                  f"{tp['total']:,} parameters); the forward runs in eval mode")
     mngr = checkpoint.open_manager(workdir, cfg.keep_checkpoints)
     latest = None if cfg.eval_only and cfg.init_from else mngr.latest_step()
     compile_seconds, pool, train_future = {}, concurrent.futures.ThreadPoolExecutor(1), None
     if not cfg.eval_only and (latest or 0) < total:
         # Traced here, compiled in a thread while the state is initialised and eval compiles.
-        scfg = steps.StepConfig(cfg.label_smoothing, cfg.grad_accum, cfg.ema_decay, cfg.seed, tv_ema=ema_cfg)
+        scfg = steps.StepConfig(cfg.label_smoothing, cfg.grad_accum, cfg.ema_decay, cfg.seed, tv_ema=ema_cfg,
+                                train_mode=not cfg.freeze_backbone)
         lowered = steps.lower_train(model, tx, scfg, mesh, abstract_state,
                                     steps.abstract_batch(mesh, cfg.batch_size, (size, size, 3)))
         train_future = pool.submit(steps.compile_timed, lowered)
@@ -324,6 +343,7 @@ def run(cfg: TrainConfig) -> dict:
         "devices": jax.device_count(), "runtime_settings": list(runtime.applied()),
         "processes": jax.process_count(), "batch_size": cfg.batch_size, "dtype": cfg.dtype, "workdir": workdir,
         "recipe": cfg.recipe, "config": dataclasses.asdict(cfg),
+        "trained_params": trained_params(model, abstract_state.params, cfg.freeze_backbone),
     }
     mngr.close()
     log.close()

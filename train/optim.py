@@ -325,3 +325,22 @@ def tv_ema_update(ema, new, n_averaged, decay: float):
             avg = jnp.trunc(decay * e.astype(jnp.float32) + (1 - decay) * n.astype(jnp.float32))
         return jnp.where(n_averaged == 0, n.astype(e.dtype), avg.astype(e.dtype))
     return jax.tree.map(upd, ema, new)
+
+
+def head_mask(model, params):
+    """True for the leaves of `model`'s final classifier module (its class's `classifier` path,
+    see flaxnets.features), False elsewhere."""
+    prefix = tuple(type(model).classifier.split("."))
+
+    def is_head(path, _):
+        names = _path_names(path)
+        return names[:len(prefix)] == prefix
+    return jax.tree_util.tree_map_with_path(is_head, params)
+
+
+def freeze_all_but(tx: optax.GradientTransformation, trainable) -> optax.GradientTransformation:
+    """`tx` with every update outside `trainable` (a bool tree, or a function of params) set
+    to 0: frozen parameters never move (weight decay and momentum included)."""
+    frozen = (lambda p: jax.tree.map(lambda t: not t, trainable(p))) if callable(trainable) else \
+        jax.tree.map(lambda t: not t, trainable)
+    return optax.chain(tx, optax.masked(optax.set_to_zero(), frozen))

@@ -34,11 +34,12 @@ class StepConfig:
     ema_decay: float = 0.0
     seed: int = 0
     tv_ema: optim.TvEma | None = None   # torchvision's EMA (--model-ema) instead of the per-step one
+    train_mode: bool = True             # False (--freeze-backbone): the forward runs in eval mode
 
 
-def _loss_and_updates(model, params, batch_stats, images, labels, key, label_smoothing):
+def _loss_and_updates(model, train_mode, params, batch_stats, images, labels, key, label_smoothing):
     variables = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
-    logits, new = model.apply(variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": key})
+    logits, new = model.apply(variables, images, train=train_mode, mutable=["batch_stats"], rngs={"dropout": key})
     loss = optim.cross_entropy(logits, labels, label_smoothing).mean()
     correct = jnp.sum(jnp.argmax(logits, -1) == labels)
     return loss, (correct, new.get("batch_stats", batch_stats))
@@ -48,7 +49,7 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
                micro_sharding: Any = None) -> tuple[TrainState, dict]:
     """One update. Returns the new state and {"loss": mean loss, "top1": accuracy} of the batch."""
     key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
-    grad_fn = jax.value_and_grad(functools.partial(_loss_and_updates, model), has_aux=True)
+    grad_fn = jax.value_and_grad(functools.partial(_loss_and_updates, model, cfg.train_mode), has_aux=True)
     images, labels = batch["image"], batch["label"]
     if cfg.grad_accum == 1:
         (loss, (correct, batch_stats)), grads = grad_fn(state.params, state.batch_stats, images, labels,
