@@ -549,7 +549,8 @@ def mixup_cutmix_params(rng: np.random.Generator, height: int, width: int, mixup
     """The batch transform's draws: RandomChoice([MixUp, CutMix]) (uniform) over those with alpha > 0, then
     MixUp: lam ~ Beta(a, a); CutMix: lam ~ Beta(a, a), centre uniform, box clipped, lam adjusted by its area.
     None when both are off. Returns {"kind": "mixup", "lam"} or {"kind": "cutmix", "box": (x1, y1, x2, y2),
-    "lam"} (lam: the adjusted one, the weight of the un-rolled batch)."""
+    "lam", "beta"} (lam: the weight of the un-rolled batch, for CutMix adjusted by the box area; beta: the
+    Beta draw)."""
     kinds = [k for k, a in (("mixup", mixup_alpha), ("cutmix", cutmix_alpha)) if a > 0]
     if not kinds:
         return None
@@ -557,14 +558,18 @@ def mixup_cutmix_params(rng: np.random.Generator, height: int, width: int, mixup
     a = mixup_alpha if kind == "mixup" else cutmix_alpha
     lam = float(np.float32(rng.beta(a, a)))  # torch's Beta samples float32
     if kind == "mixup":
-        return {"kind": "mixup", "lam": lam}
-    r_x, r_y = int(rng.integers(width)), int(rng.integers(height))
+        return {"kind": "mixup", "lam": lam, "beta": lam}
+    box, lam_adjusted = cutmix_box(lam, int(rng.integers(width)), int(rng.integers(height)), height, width)
+    return {"kind": "cutmix", "box": box, "lam": lam_adjusted, "beta": lam}
+
+
+def cutmix_box(lam: float, r_x: int, r_y: int, height: int, width: int) -> tuple[tuple[int, int, int, int], float]:
+    """CutMix.make_params given its draws (lam, centre r_x, r_y): box (x1, y1, x2, y2) and the adjusted lam."""
     r = 0.5 * math.sqrt(1.0 - lam)
     r_w_half, r_h_half = int(r * width), int(r * height)
     x1, y1 = max(r_x - r_w_half, 0), max(r_y - r_h_half, 0)
     x2, y2 = min(r_x + r_w_half, width), min(r_y + r_h_half, height)
-    return {"kind": "cutmix", "box": (x1, y1, x2, y2),
-            "lam": float(1.0 - (x2 - x1) * (y2 - y1) / (width * height))}
+    return (x1, y1, x2, y2), float(1.0 - (x2 - x1) * (y2 - y1) / (width * height))
 
 
 def mix_labels(labels: np.ndarray, num_classes: int, lam: float) -> np.ndarray:
