@@ -53,6 +53,8 @@ def main() -> None:
 
     images = crops()
     arrays = {f"image{k}": im for k, im in enumerate(images)}
+    ramp = np.stack([np.arange(256), np.arange(256)[::-1], (np.arange(256) * 7) % 256], -1).astype(np.uint8)
+    arrays["image3"] = ramp.reshape(16, 16, 3)  # every value: thresholds at their float32/float64 edges
     cases = []
     fill = {Image.Image: None, torch.Tensor: None}
     spaces = {"imagenet": v2.AutoAugment._AUGMENTATION_SPACE, "ra": v2.RandAugment._AUGMENTATION_SPACE,
@@ -95,7 +97,7 @@ def main() -> None:
             for idx in range(3):
                 image = images[(k := k + 1) % 3]
                 picks = [("ta_wide", 30), ("ta_wide", 17), ("ra", 9), ("imagenet", 5)] if idx == 0 else \
-                    [("ta_wide", 9 + 7 * idx), ("imagenet", 3 * idx)]
+                    [("ta_wide", 9 + 7 * idx)] if op in GEOMETRIC else [("ta_wide", 9 + 7 * idx), ("imagenet", 3 * idx)]
                 for mag in (magnitudes(picks, op, image) if op not in ("AutoContrast", "Equalize", "Invert",
                                                                          "Identity") else [0.0]):
                     out = tv._apply_image_or_video_transform(Image.fromarray(image), op, mag,
@@ -111,11 +113,24 @@ def main() -> None:
                 mags = magnitudes(picks, op, image) if op not in ("AutoContrast", "Equalize") else [0.0]
                 if op == "Posterize":
                     mags = [4, 3, 2, 1, 0] if idx == 0 else [2]
+                if op == "Solarize":  # bins 6 and 3: 255 * magnitude is just above 85 / 170 in float64, not float32
+                    mags += magnitudes([("augmix", 6), ("augmix", 3)], op, image)
                 for mag in mags:
                     t = torch.from_numpy(image).permute(2, 0, 1).contiguous()
                     out = tv._apply_image_or_video_transform(t, op, mag, interpolation=v2.InterpolationMode(interp),
                                                              fill=fill).permute(1, 2, 0).numpy()
                     add("tensor", out, op=op, magnitude=float(mag), interpolation=interp, image=k % 3)
+
+    for name, n in (("imagenet", 10), ("ta_wide", 31), ("augmix", 10)):
+        for mag in spaces[name]["Solarize"][0](n, 16, 16):
+            mag = float(mag)
+            add("pil", tv._apply_image_or_video_transform(Image.fromarray(arrays["image3"]), "Solarize", mag,
+                                                          interpolation=v2.InterpolationMode.NEAREST, fill=fill),
+                op="Solarize", magnitude=mag, interpolation="nearest", image=3)
+            t = torch.from_numpy(arrays["image3"]).permute(2, 0, 1).contiguous()
+            out = tv._apply_image_or_video_transform(t, "Solarize", mag, interpolation=v2.InterpolationMode.NEAREST,
+                                                     fill=fill).permute(1, 2, 0).numpy()
+            add("tensor", out, op="Solarize", magnitude=mag, interpolation="nearest", image=3)
 
     # --- whole policies, draws recorded
     def record(t):
@@ -223,7 +238,7 @@ def main() -> None:
         add("resized_crop", out, box=[left, top, left + w, top + h], size=size, interpolation=interp)
 
     with open(OUT + ".json", "w") as f:
-        json.dump({**meta, "cases": cases}, f, indent=0)
+        json.dump({**meta, "cases": cases}, f, separators=(",", ":"))
     np.savez_compressed(OUT + ".npz", **arrays)
     print(f"{len(cases)} cases; {os.path.getsize(OUT + '.npz') / 1e3:.0f} kB npz, "
           f"{os.path.getsize(OUT + '.json') / 1e3:.0f} kB json")

@@ -256,7 +256,7 @@ def apply_op(img: Image.Image, op: str, magnitude: float, interpolation: str = "
     raise ValueError(f"unknown augmentation op {op!r}")
 
 
-# ----------------------------------------------------------------------------- ops on uint8 arrays (torch tensor kernels)
+# ----------------------------------------------------------------------------- ops on uint8 arrays (tensor kernels)
 
 
 def _fma(a, b, c) -> np.ndarray:

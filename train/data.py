@@ -19,26 +19,43 @@ latter replaced by the next readable example of the split (train) or masked out
 which is not a model input.
 
 Batches are built with grain (``MapDataset`` over step numbers, one element
-per local batch) and come out as NHWC float32 numpy, ImageNet mean/std
-normalised. Train augmentation follows torchvision: RandomResizedCrop + flip
-for ImageNet-like data (images larger than 64 px), pad-4 random crop + flip for
-small (32x32) data. Flipping is a per-dataset flag, off for digit/character
-datasets such as digits32, where a mirrored digit is a different digit. Eval:
-resize to ``image_size / 0.875`` + center crop for ImageNet-like data, identity
-for small data (small data is resized first whenever ``image_size`` differs
-from its native size). With ``DataConfig.eval_transform`` (the trainer's
-``--eval-weights``) eval is that checkpoint's torchvision/timm preprocessing
-instead (``flaxnets.eval_transform``: its resize, interpolation, crop, mean/std;
-``image_size`` defaults to its crop size) and train batches are normalised with
-its mean/std.
+per local batch) and come out as NHWC float32 numpy, normalised as
+torchvision's ``ToDtype(float32, scale=True)`` + ``Normalize`` (ImageNet
+mean/std). Train augmentation follows torchvision's ``ClassificationPresetTrain``
+(references/classification/presets.py, PIL backend): RandomResizedCrop
+(``train_crop_size``, ``interpolation``; crop, then resize) + flip for
+ImageNet-like data (images larger than 64 px), pad-4 random crop + flip for
+small (32x32) data; then the ``auto_augment`` policy on the PIL image
+(``imagenet`` AutoAugment, ``ra`` RandAugment, ``ta_wide`` TrivialAugmentWide,
+``augmix`` AugMix; ``train.augment``), normalisation, RandomErasing
+(``random_erase``) on the float image. With ``mixup_alpha``/``cutmix_alpha`` the
+batch is mixed with itself rolled by one row (torchvision's collate_fn:
+``RandomChoice([MixUp, CutMix])``) and ``"label"`` is float32 (B, num_classes)
+soft labels. Flipping is a per-dataset flag, off for digit/character datasets
+such as digits32, where a mirrored digit is a different digit. Eval:
+``ClassificationPresetEval``: resize of the shorter side to ``val_resize_size``
+(default ``val_crop_size / 0.875``) + center crop ``val_crop_size`` (default
+the train size) for ImageNet-like data, a resize to ``val_crop_size`` for
+small data (identity at the native size). With ``DataConfig.eval_transform``
+(the trainer's ``--eval-weights``) eval is that checkpoint's torchvision/timm
+preprocessing instead (``flaxnets.eval_transform``: its resize, interpolation,
+crop, mean/std; ``image_size`` defaults to its crop size) and train batches are
+normalised with its mean/std.
 
 Everything is a pure function of ``(seed, step)``: the epoch's example order
-comes from ``(seed, epoch)`` and each example's augmentation from ``(seed,
-epoch, example index)``, so starting at ``start_step=k`` yields exactly the
-stream's batches k, k+1, ... The global batch of a step never depends on
-``process_count``: process p yields rows ``[p*L, (p+1)*L)`` of it (L = global
-batch / process_count), reading only those examples, which is the layout
-``jax.make_array_from_process_local_data`` reassembles.
+comes from ``(seed, epoch)`` and each example's augmentation (crop, flip,
+policy, erasing) from its own generator seeded with ``(seed, epoch, example
+index)``, so starting at ``start_step=k`` yields exactly the stream's batches
+k, k+1, ... MixUp/CutMix draws come from ``(seed, step)``. With ``ra_sampler``
+the epoch order is torchvision's RASampler (num_replicas=1) applied to the
+epoch's permutation: each index ``ra_reps`` times in a row, truncated to
+``num_train // 256 * 256`` examples (RASampler's epoch length); repetition r
+of an example is augmented from ``(seed, epoch, index, r)``. The global batch
+of a step never depends on ``process_count``: process p yields rows
+``[p*L, (p+1)*L)`` of it (L = global batch / process_count), reading only
+those examples (plus, with MixUp/CutMix, the previous row, its first row's
+partner), which is the layout ``jax.make_array_from_process_local_data``
+reassembles.
 """
 
 from __future__ import annotations
