@@ -260,9 +260,21 @@ def apply_op(img: Image.Image, op: str, magnitude: float, interpolation: str = "
 
 
 def _fma(a, b, c) -> np.ndarray:
-    """float32(a * b + c) with one rounding, as Vectorized<float>::fmadd (a, b, c float32 arrays or scalars)."""
-    return (np.asarray(a, np.float32).astype(_LD) * np.asarray(b, np.float32).astype(_LD)
-            + np.asarray(c, np.float32).astype(_LD)).astype(np.float32)
+    """float32(a * b + c) with one rounding, as Vectorized<float>::fmadd (a, b, c float32 arrays or scalars).
+
+    In float64 the product of two float32s is exact and the sum is rounded once; rounding that to float32
+    differs from the fused result only where the float64 sum lies exactly halfway between two float32s,
+    and those (rare) elements are redone in long double."""
+    a, b, c = (np.asarray(v, np.float32) for v in (a, b, c))
+    r = a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)
+    out = np.asarray(r.astype(np.float32))
+    back = out.astype(np.float64)
+    toward = np.nextafter(out, np.where(r > back, np.float32(np.inf), np.float32(-np.inf))).astype(np.float64)
+    tie = (r != back) & (2 * r == back + toward)
+    if tie.any():
+        a, b, c = (np.broadcast_to(v, r.shape)[tie] for v in (a, b, c))
+        out[tie] = (a.astype(_LD) * b.astype(_LD) + c.astype(_LD)).astype(np.float32)
+    return out
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -297,10 +309,12 @@ def _grid_sample(img: np.ndarray, grid: np.ndarray, mode: str) -> np.ndarray:
     ix = _fma(grid[..., 0] + np.float32(1), np.float32(w / 2), np.float32(-0.5))
     iy = _fma(grid[..., 1] + np.float32(1), np.float32(h / 2), np.float32(-0.5))
 
+    padded = np.pad(img, ((1, 1), (1, 1), (0, 0))).reshape((h + 2) * (w + 2), -1)  # zero border: outside -> 0
+
     def gather(yy, xx):
-        ok = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
-        v = img[np.clip(yy, 0, h - 1).astype(np.int64), np.clip(xx, 0, w - 1).astype(np.int64)]
-        return np.where(ok[..., None], v, np.float32(0))
+        yy = np.clip(yy, -1, h).astype(np.int64) + 1
+        xx = np.clip(xx, -1, w).astype(np.int64) + 1
+        return padded[yy * (w + 2) + xx]
 
     if mode == "nearest":
         return gather(np.rint(iy), np.rint(ix))
