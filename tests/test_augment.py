@@ -141,6 +141,17 @@ def test_random_erasing_mixup_cutmix_resized_crop_match(golden):
         np.testing.assert_array_equal(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT)), a[c["key"]])
 
 
+def test_whole_train_preset_chain_matches(golden):
+    """RandomResizedCrop -> flip -> policy op -> PILToTensor -> ToDtype(float32, scale) -> Normalize ->
+    RandomErasing, torchvision's v2 functionals with fixed parameters: float32 equal."""
+    cases, a = _cases(golden, "preset")
+    for c in cases:
+        img = data._resized_crop(Image.fromarray(a["rrc_source"]), tuple(c["crop"]), c["size"], c["interpolation"])
+        img = A.apply_op(img.transpose(Image.FLIP_LEFT_RIGHT), c["op"], c["magnitude"], c["interpolation"])
+        x = A.erase(A.normalize(np.asarray(img), c["mean"], c["std"]), tuple(c["erase"]))
+        np.testing.assert_array_equal(x, a[c["key"]])
+
+
 # ----------------------------------------------------------------------------- the draws' distributions
 
 

@@ -13,7 +13,9 @@ and torchvision's outputs). Cases:
   a PIL image with torch's generator seeded, recording the ops and magnitudes drawn (and AugMix's
   Dirichlet weights), so the test replays those draws;
 * ``erase``, ``mixup``, ``cutmix``, ``resized_crop``: RandomErasing, MixUp, CutMix and
-  RandomResizedCrop's kernel with recorded / fixed parameters.
+  RandomResizedCrop's kernel with recorded / fixed parameters;
+* ``preset``: the whole ClassificationPresetTrain chain (resized crop, flip, one policy op,
+  PILToTensor, ToDtype(float32, scale), Normalize, erase) with fixed parameters.
 
 Run from the repository root:
 
@@ -236,6 +238,20 @@ def main() -> None:
         out = F.horizontal_flip(F.resized_crop(Image.fromarray(src), top, left, h, w, [size, size],
                                                interpolation=v2.InterpolationMode(interp), antialias=True))
         add("resized_crop", out, box=[left, top, left + w, top + h], size=size, interpolation=interp)
+
+    # --- the whole ClassificationPresetTrain chain (v2 functionals) with fixed parameters
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    for (top, left, h, w), size, interp, op, mag, box in (
+            ((3, 5, 60, 50), 32, "bilinear", "Rotate", -17.5, (4, 6, 10, 12)),
+            ((0, 9, 81, 63), 28, "bicubic", "Color", 0.66, (0, 0, 5, 27)),
+            ((11, 2, 40, 66), 36, "nearest", "ShearY", 0.4, (20, 3, 16, 9))):
+        img = F.horizontal_flip(F.resized_crop(Image.fromarray(src), top, left, h, w, [size, size],
+                                               interpolation=v2.InterpolationMode(interp), antialias=True))
+        img = tv._apply_image_or_video_transform(img, op, mag, interpolation=v2.InterpolationMode(interp), fill=fill)
+        x = F.normalize(F.to_dtype(F.pil_to_tensor(img), torch.float32, scale=True), mean, std)
+        x = F.erase(x, *box, v=torch.tensor([0.0])[:, None, None])
+        add("preset", x.permute(1, 2, 0).numpy(), crop=[left, top, left + w, top + h], size=size, interpolation=interp,
+            op=op, magnitude=mag, erase=list(box), mean=mean, std=std)
 
     with open(OUT + ".json", "w") as f:
         json.dump({**meta, "cases": cases}, f, separators=(",", ":"))
