@@ -294,13 +294,30 @@ def test_mixup_cutmix_draws(alpha):
     e2 = var + 0.25
     e4 = np.prod([(alpha + k) / (2 * alpha + k) for k in range(4)])
     assert abs((lam ** 2).mean() - e2) <= 5 * math.sqrt((e4 - e2 ** 2) / n)
+    expected, got, centres = [], [], []
     for p in ps:
         if p["kind"] == "cutmix":
             x1, y1, x2, y2 = p["box"]
             assert 0 <= x1 <= x2 <= 32 and 0 <= y1 <= y2 <= 24
             assert p["lam"] == 1 - (x2 - x1) * (y2 - y1) / (24 * 32)
+            # box area for a centre uniform over the pixels: mean clipped width x mean clipped height
+            r = 0.5 * math.sqrt(1 - p["beta"])
+            rw, rh, cx, cy = int(r * 32), int(r * 24), np.arange(32), np.arange(24)
+            mw = (np.minimum(cx + rw, 32) - np.maximum(cx - rw, 0)).mean()
+            mh = (np.minimum(cy + rh, 24) - np.maximum(cy - rh, 0)).mean()
+            expected.append(1 - mw * mh / (24 * 32))
+            got.append(p["lam"])
+            if 0 < x1 and x2 < 32 and 0 < y1 and y2 < 24:  # unclipped: the centre is the box's
+                centres.append(((x1 + x2) / 2, (y1 + y2) / 2))
         else:
             assert p["lam"] == p["beta"]
+    got, expected = np.array(got), np.array(expected)
+    assert abs(got.mean() - expected.mean()) <= 5 * (got - expected).std() / math.sqrt(len(got))
+    # centres of boxes inside the image (x1 > 0, x2 < size) are uniform on [r + 1, size - r - 1]: mean size / 2
+    c = np.array(centres)
+    assert len(c) > 200
+    for axis, size in ((0, 32), (1, 24)):
+        assert abs(c[:, axis].mean() - size / 2) <= 5 * c[:, axis].std() / math.sqrt(len(c))
     assert A.mixup_cutmix_params(rng, 8, 8, alpha, 0)["kind"] == "mixup"
     assert A.mixup_cutmix_params(rng, 8, 8, 0, alpha)["kind"] == "cutmix"
     assert A.mixup_cutmix_params(rng, 8, 8, 0, 0) is None
