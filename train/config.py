@@ -132,18 +132,24 @@ HELP = {
                        "flaxnets.features); the forward runs in eval mode, so the trunk's BatchNorm statistics "
                        "stay fixed and dropout is off",
     "dtype": "compute dtype: float32 or bfloat16 (parameters and BatchNorm statistics stay float32)",
-    "train_crop_size": "train RandomResizedCrop size (None: image_size)",
-    "val_resize_size": "eval: resize the shorter side to this (None: val_crop_size / 0.875)",
-    "val_crop_size": "eval center-crop size (None: image_size)",
-    "interpolation": "resize interpolation of train and eval transforms (nearest, bilinear, bicubic)",
-    "auto_augment": "per-image policy after crop and flip: imagenet (AutoAugment), ra (RandAugment), "
-                    "ta_wide (TrivialAugmentWide), augmix (None: off)",
-    "ra_magnitude": "RandAugment magnitude",
-    "augmix_severity": "AugMix severity",
-    "random_erase": "RandomErasing probability (0: off)",
-    "mixup_alpha": "MixUp Beta(alpha, alpha) (0: off)",
-    "cutmix_alpha": "CutMix Beta(alpha, alpha) (0: off)",
-    "ra_sampler": "repeated-augmentation sampling (each example ra_reps times per epoch, differently augmented)",
+    "train_crop_size": "train RandomResizedCrop size (None: --image-size); torchvision's --train-crop-size",
+    "val_resize_size": "eval: resize the shorter side to this (None: int(val_crop_size / 0.875))",
+    "val_crop_size": "eval center-crop size (None: the train size); the eval step is compiled at this size",
+    "interpolation": "interpolation of the train crop resize, the eval resize and the auto-augment geometric ops "
+                     "(nearest, nearest-exact, bilinear, bicubic, box, hamming, lanczos; with --auto-augment: "
+                     "nearest/bilinear/bicubic, augmix: nearest/bilinear, as torchvision allows)",
+    "auto_augment": "per-image policy after crop and flip, as torchvision.transforms.v2: imagenet (AutoAugment, "
+                    "ImageNet policy), ra (RandAugment, 2 ops), ta_wide (TrivialAugmentWide), augmix (AugMix) "
+                    "(None: off); see docs/augmentations.md",
+    "ra_magnitude": "RandAugment magnitude bin (0..30 of 31)",
+    "augmix_severity": "AugMix severity (1..10)",
+    "random_erase": "RandomErasing probability (scale 0.02-0.33, ratio 0.3-3.3, value 0, on the normalised "
+                    "image; 0: off)",
+    "mixup_alpha": "MixUp with lam ~ Beta(alpha, alpha) on each batch (0: off; with --cutmix-alpha one of the "
+                   "two per batch, uniformly); labels become soft, --label-smoothing applies to them",
+    "cutmix_alpha": "CutMix with lam ~ Beta(alpha, alpha) on each batch (0: off)",
+    "ra_sampler": "repeated-augmentation sampling, torchvision's RASampler: each example ra_reps times in a row, "
+                  "differently augmented; an epoch is num_train // 256 * 256 examples, as RASampler's",
     "ra_reps": "repetitions per example with --ra-sampler",
     "recipe": "preset the options of one of torchvision's documented training commands (train/recipes.py, "
               "docs/recipes.md; its model unless --model is given); any option given explicitly overrides it",

@@ -19,26 +19,43 @@ latter replaced by the next readable example of the split (train) or masked out
 which is not a model input.
 
 Batches are built with grain (``MapDataset`` over step numbers, one element
-per local batch) and come out as NHWC float32 numpy, ImageNet mean/std
-normalised. Train augmentation follows torchvision: RandomResizedCrop + flip
-for ImageNet-like data (images larger than 64 px), pad-4 random crop + flip for
-small (32x32) data. Flipping is a per-dataset flag, off for digit/character
-datasets such as digits32, where a mirrored digit is a different digit. Eval:
-resize to ``image_size / 0.875`` + center crop for ImageNet-like data, identity
-for small data (small data is resized first whenever ``image_size`` differs
-from its native size). With ``DataConfig.eval_transform`` (the trainer's
-``--eval-weights``) eval is that checkpoint's torchvision/timm preprocessing
-instead (``flaxnets.eval_transform``: its resize, interpolation, crop, mean/std;
-``image_size`` defaults to its crop size) and train batches are normalised with
-its mean/std.
+per local batch) and come out as NHWC float32 numpy, normalised as
+torchvision's ``ToDtype(float32, scale=True)`` + ``Normalize`` (ImageNet
+mean/std). Train augmentation follows torchvision's ``ClassificationPresetTrain``
+(references/classification/presets.py, PIL backend): RandomResizedCrop
+(``train_crop_size``, ``interpolation``; crop, then resize) + flip for
+ImageNet-like data (images larger than 64 px), pad-4 random crop + flip for
+small (32x32) data; then the ``auto_augment`` policy on the PIL image
+(``imagenet`` AutoAugment, ``ra`` RandAugment, ``ta_wide`` TrivialAugmentWide,
+``augmix`` AugMix; ``train.augment``), normalisation, RandomErasing
+(``random_erase``) on the float image. With ``mixup_alpha``/``cutmix_alpha`` the
+batch is mixed with itself rolled by one row (torchvision's collate_fn:
+``RandomChoice([MixUp, CutMix])``) and ``"label"`` is float32 (B, num_classes)
+soft labels. Flipping is a per-dataset flag, off for digit/character datasets
+such as digits32, where a mirrored digit is a different digit. Eval:
+``ClassificationPresetEval``: resize of the shorter side to ``val_resize_size``
+(default ``val_crop_size / 0.875``) + center crop ``val_crop_size`` (default
+the train size) for ImageNet-like data, a resize to ``val_crop_size`` for
+small data (identity at the native size). With ``DataConfig.eval_transform``
+(the trainer's ``--eval-weights``) eval is that checkpoint's torchvision/timm
+preprocessing instead (``flaxnets.eval_transform``: its resize, interpolation,
+crop, mean/std; ``image_size`` defaults to its crop size) and train batches are
+normalised with its mean/std.
 
 Everything is a pure function of ``(seed, step)``: the epoch's example order
-comes from ``(seed, epoch)`` and each example's augmentation from ``(seed,
-epoch, example index)``, so starting at ``start_step=k`` yields exactly the
-stream's batches k, k+1, ... The global batch of a step never depends on
-``process_count``: process p yields rows ``[p*L, (p+1)*L)`` of it (L = global
-batch / process_count), reading only those examples, which is the layout
-``jax.make_array_from_process_local_data`` reassembles.
+comes from ``(seed, epoch)`` and each example's augmentation (crop, flip,
+policy, erasing) from its own generator seeded with ``(seed, epoch, example
+index)``, so starting at ``start_step=k`` yields exactly the stream's batches
+k, k+1, ... MixUp/CutMix draws come from ``(seed, step)``. With ``ra_sampler``
+the epoch order is torchvision's RASampler (num_replicas=1) applied to the
+epoch's permutation: each index ``ra_reps`` times in a row, truncated to
+``num_train // 256 * 256`` examples (RASampler's epoch length); repetition r
+of an example is augmented from ``(seed, epoch, index, r)``. The global batch
+of a step never depends on ``process_count``: process p yields rows
+``[p*L, (p+1)*L)`` of it (L = global batch / process_count), reading only
+those examples (plus, with MixUp/CutMix, the previous row, its first row's
+partner), which is the layout ``jax.make_array_from_process_local_data``
+reassembles.
 """
 
 from __future__ import annotations
@@ -54,10 +71,8 @@ import grain
 import numpy as np
 from PIL import Image
 
-from train import digits
+from train import augment, digits
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 SMALL_MAX = 64  # images up to this size get the CIFAR recipe, larger ones the ImageNet one
 LARGE_SIZE = 224
 EVAL_CROP = 0.875
@@ -88,6 +103,7 @@ class DataConfig:
     cutmix_alpha: float = 0.0
     ra_sampler: bool = False
     ra_reps: int = 3
+    num_classes: int | None = None     # soft labels' width with mixup/cutmix (None: the dataset's classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +116,16 @@ class DatasetInfo:
     train_split: str
     eval_split: str
     bad_files: tuple[str, ...] = ()    # folder: files left out at build time (skip_bad_images)
+    eval_image_size: int | None = None  # eval crop size where it differs from image_size (--val-crop-size)
+    train_epoch_size: int | None = None  # examples per train epoch where not num_train (--ra-sampler)
+
+    @property
+    def eval_size(self) -> int:
+        return self.eval_image_size or self.image_size
+
+    @property
+    def epoch_size(self) -> int:
+        return self.train_epoch_size if self.train_epoch_size is not None else self.num_train
 
 
 def default_data_dir() -> str:
@@ -316,21 +342,61 @@ def _resolve(cfg: DataConfig) -> _Resolved:
     return _resolve_tfds(cfg)
 
 
-def get_dataset_info(cfg: DataConfig) -> DatasetInfo:
-    """Describes ``cfg.dataset``; prepares digits32 if needed, fails fast if a dataset is missing."""
+def check_options(cfg: DataConfig) -> None:
+    """The augmentation/sampling options: a ValueError naming the option and its valid values."""
+    augment.check_options(cfg.auto_augment, cfg.interpolation, cfg.ra_magnitude, cfg.augmix_severity,
+                          cfg.random_erase, cfg.mixup_alpha, cfg.cutmix_alpha)
+    for name in ("train_crop_size", "val_resize_size", "val_crop_size", "image_size"):
+        v = getattr(cfg, name)
+        if v is not None and v <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if cfg.ra_sampler and cfg.ra_reps < 1:
+        raise ValueError(f"--ra-reps must be >= 1, got {cfg.ra_reps}")
+    if cfg.image_size is not None and cfg.train_crop_size not in (None, cfg.image_size):
+        raise ValueError(f"--image-size {cfg.image_size} and --train-crop-size {cfg.train_crop_size} differ: "
+                         f"give one of them")
     tf = cfg.eval_transform
-    if tf is not None and cfg.image_size not in (None, tf.crop_size):
-        raise ValueError(f"--image-size {cfg.image_size} differs from the eval transform's crop size {tf.crop_size}")
+    if tf is not None:
+        if cfg.image_size not in (None, tf.crop_size):
+            raise ValueError(f"--image-size {cfg.image_size} differs from the eval transform's crop size "
+                             f"{tf.crop_size}")
+        if cfg.val_resize_size is not None or cfg.val_crop_size is not None:
+            raise ValueError("--val-resize-size/--val-crop-size and --eval-weights both set the eval transform: "
+                             "give one of them")
+
+
+def ra_epoch_size(num_train: int) -> int:
+    """torchvision RASampler's epoch length (num_selected_samples) for num_replicas=1: num_train // 256 * 256
+    examples, whatever ra_reps is (the repeated list is truncated to it)."""
+    return num_train // 256 * 256
+
+
+def get_dataset_info(cfg: DataConfig) -> DatasetInfo:
+    """Describes ``cfg.dataset``; prepares digits32 if needed, fails fast if a dataset or an option is bad."""
+    check_options(cfg)
+    tf = cfg.eval_transform
     r = _resolve(cfg)
+    size = (cfg.train_crop_size or cfg.image_size or (tf.crop_size if tf is not None else None) or r.native_size
+            or LARGE_SIZE)
+    eval_size = (tf.crop_size if tf is not None else None) or cfg.val_crop_size or size
+    num_train = r.split_sizes[r.train_split]
+    epoch = None
+    if cfg.ra_sampler:
+        epoch = ra_epoch_size(num_train)
+        if epoch == 0:
+            raise ValueError(f"--ra-sampler: dataset {cfg.dataset!r} has {num_train} train examples; torchvision's "
+                             f"RASampler keeps num_train // 256 * 256 of them per epoch, which is 0")
     return DatasetInfo(
         name=cfg.dataset,
         num_classes=r.num_classes,
-        num_train=r.split_sizes[r.train_split],
+        num_train=num_train,
         num_eval=r.split_sizes[r.eval_split],
-        image_size=cfg.image_size or (tf.crop_size if tf is not None else None) or r.native_size or LARGE_SIZE,
+        image_size=size,
         train_split=r.train_split,
         eval_split=r.eval_split,
         bad_files=r.bad_files,
+        eval_image_size=eval_size if eval_size != size else None,
+        train_epoch_size=epoch,
     )
 
 
@@ -358,20 +424,16 @@ def _random_resized_crop_box(rng: np.random.Generator, w: int, h: int) -> tuple[
     return left, top, left + cw, top + ch
 
 
-def _resize_shorter_center_crop(img: Image.Image, size: int) -> np.ndarray:
-    """torchvision Resize(int(size / 0.875)) + CenterCrop(size)."""
-    short = int(size / EVAL_CROP)
-    w, h = img.size
-    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-    arr = np.asarray(img.resize((nw, nh), Image.BILINEAR))
-    top, left = int(round((nh - size) / 2)), int(round((nw - size) / 2))
-    return arr[top:top + size, left:left + size]
+def _resized_crop(img: Image.Image, box: tuple[int, int, int, int], size: int, interpolation: str) -> Image.Image:
+    """F.resized_crop on PIL: crop, then resize (skipped when the crop already has the size), as torchvision."""
+    img = img.crop(box)
+    return img if img.size == (size, size) else img.resize((size, size), augment.PIL_FILTERS[interpolation])
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
+def _resize(img: np.ndarray, size: int, interpolation: str = "bilinear") -> np.ndarray:
     if img.shape[:2] == (size, size):
         return img
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize((size, size), augment.PIL_FILTERS[interpolation]))
 
 
 def _pad_crop_flip(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -> np.ndarray:
@@ -385,11 +447,20 @@ def _pad_crop_flip(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -
     return padded[np.arange(b)[:, None, None], rows, cols[:, None, :]]
 
 
-def _normalize(images: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> np.ndarray:
-    out = images.astype(np.float32)
-    out -= mean
-    out /= std
-    return out
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _normalize(images: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """uint8 -> float32 as torchvision's ToDtype(float32, scale=True) + Normalize(mean, std)."""
+    return augment.normalize(images, mean, std)
+
+
+def ra_order(perm: np.ndarray, reps: int, epoch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """torchvision RASampler.__iter__ for num_replicas=1 on the epoch's permutation: each index repeated ``reps``
+    times in a row, truncated to ``epoch_size``; also each entry's repetition number (0 .. reps-1)."""
+    order = np.repeat(perm, reps)
+    return order[:epoch_size], np.tile(np.arange(reps), len(perm))[:epoch_size]
 
 
 # ----------------------------------------------------------------------------- batches
@@ -399,15 +470,32 @@ class _BatchReader:
     """Picklable map function ``step -> local batch`` (opens its source lazily, once per worker)."""
 
     def __init__(self, r: _Resolved, split: str, image_size: int, seed: int, global_batch: int,
-                 process_index: int, process_count: int, train: bool, eval_transform=None):
+                 process_index: int, process_count: int, train: bool, cfg: DataConfig | None = None,
+                 epoch_size: int | None = None):
+        cfg = cfg or DataConfig()
+        eval_transform = cfg.eval_transform
         self.open_split, self.split, self.size = r.open_split, split, image_size
         self.small, self.hflip, self.skip_bad = r.native_size is not None, r.hflip, r.skip_bad
-        self.eval_tf = eval_transform
-        self.mean, self.std = MEAN, STD
+        self.interpolation = cfg.interpolation
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         if eval_transform is not None:  # train with the checkpoint's mean/std too
-            self.mean = np.asarray(eval_transform.mean, np.float32) * 255
-            self.std = np.asarray(eval_transform.std, np.float32) * 255
+            self.mean, self.std = tuple(eval_transform.mean), tuple(eval_transform.std)
+        self.eval_tf = eval_transform
+        if eval_transform is None and not self.small and not train:  # torchvision ClassificationPresetEval
+            from flaxnets.transforms import EvalTransform
+
+            self.eval_tf = EvalTransform(resize_size=cfg.val_resize_size or int(image_size / EVAL_CROP),
+                                         crop_size=image_size, interpolation=cfg.interpolation,
+                                         mean=self.mean, std=self.std)
+        self.policy = (augment.AutoAugmentPolicy(cfg.auto_augment, cfg.interpolation, cfg.ra_magnitude,
+                                                 cfg.augmix_severity) if train and cfg.auto_augment else None)
+        self.random_erase = cfg.random_erase if train else 0.0
+        self.mixup_alpha, self.cutmix_alpha = (cfg.mixup_alpha, cfg.cutmix_alpha) if train else (0.0, 0.0)
+        self.mix = self.mixup_alpha > 0 or self.cutmix_alpha > 0
+        self.num_classes = cfg.num_classes or r.num_classes
+        self.ra_reps = cfg.ra_reps if train and cfg.ra_sampler else 0
         self.n = r.split_sizes[split]
+        self.epoch_size = epoch_size or self.n
         self.seed, self.global_batch, self.train = seed, global_batch, train
         self.local = global_batch // process_count
         self.offset = process_index * self.local
@@ -417,17 +505,33 @@ class _BatchReader:
         return {**self.__dict__, "_source": None}
 
     @functools.lru_cache(maxsize=2)
-    def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+    def _order(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        if self.ra_reps:
+            return ra_order(perm, self.ra_reps, self.epoch_size)
+        return perm, None
+
+    def _mix_params(self, step: int) -> dict | None:
+        """MixUp/CutMix draws of global step ``step`` (a pure function of (seed, step))."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, step], spawn_key=(1,)))
+        return augment.mixup_cutmix_params(rng, self.size, self.size, self.mixup_alpha, self.cutmix_alpha)
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         if self._source is None:
             self._source = self.open_split(self.split)
         step = int(step)
+        extra = 0  # leading rows read only as the MixUp/CutMix partner of this process's first row
         if self.train:
-            epoch, pos = divmod(step, self.n // self.global_batch)
+            epoch, pos = divmod(step, self.epoch_size // self.global_batch)
             start = pos * self.global_batch + self.offset
-            indices = self._order(epoch)[start:start + self.local]
+            rows = np.arange(start, start + self.local)
+            if self.mix and self.local < self.global_batch:  # partner = previous row of the global batch
+                rows = np.concatenate([[pos * self.global_batch + (self.offset - 1) % self.global_batch], rows])
+                extra = 1
+            order, reps = self._order(epoch)
+            indices = order[rows]
+            keys = [[self.seed, epoch, int(i)] for i in indices] if reps is None else \
+                [[self.seed, epoch, int(i), int(k)] for i, k in zip(indices, reps[rows])]
         else:
             epoch, start = 0, step * self.global_batch + self.offset
             indices = np.arange(start, min(start + self.local, self.n))
@@ -439,10 +543,13 @@ class _BatchReader:
             else:  # left out of the metrics (mask 0)
                 blank = {"image": np.zeros((self.size, self.size, 3), np.uint8), "label": 0}
                 records = [r if r is not None else blank for r in records]
-        images = self._augment(records, indices, epoch) if self.train else self._eval(records)
+        images = self._augment(records, keys) if self.train else self._eval(records)
         labels = np.array([r["label"] for r in records], np.int32)
         if images.dtype != np.float32:  # (an eval transform normalises itself)
             images = _normalize(images, self.mean, self.std)
+        if self.mix:  # torchvision's collate_fn: RandomChoice([MixUp, CutMix]) on the (global) batch
+            images, labels = augment.mix_batch(images, labels, self.num_classes, self._mix_params(step))
+            images, labels, valid = images[extra:], labels[extra:], valid[extra:]
         batch = {"image": images, "label": labels}
         if not self.train:
             pad = self.local - len(records)
@@ -452,7 +559,7 @@ class _BatchReader:
                 "mask": np.concatenate([valid, np.zeros(pad, np.float32)]),
             }
         if self.skip_bad:
-            batch["skipped"] = np.array(len(records) - int(valid.sum()), np.int32)  # not a model input: pop it
+            batch["skipped"] = np.array(len(valid) - int(valid.sum()), np.int32)  # not a model input: pop it
         return batch
 
     def _substitute(self, i: int) -> dict:
@@ -465,25 +572,32 @@ class _BatchReader:
     def _eval(self, records: list[dict]) -> np.ndarray:
         if not records:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
-        if self.eval_tf is not None:  # torchvision's preset of a checkpoint: resize, center crop, normalise
+        if self.eval_tf is not None:  # torchvision's eval preset: resize, center crop, normalise
             return np.stack([self.eval_tf(r["image"]) for r in records])
-        if self.small:
-            return np.stack([_resize(r["image"], self.size) for r in records])
-        return np.stack([_resize_shorter_center_crop(Image.fromarray(r["image"]), self.size) for r in records])
+        return np.stack([_resize(r["image"], self.size, self.interpolation) for r in records])
 
-    def _augment(self, records: list[dict], indices: np.ndarray, epoch: int) -> np.ndarray:
-        rngs = [np.random.default_rng([self.seed, epoch, int(i)]) for i in indices]
+    def _augment(self, records: list[dict], keys: list[list[int]]) -> np.ndarray:
+        """ClassificationPresetTrain: crop, flip, auto-augment policy, normalise, random erasing; each example
+        from its own generator (seeded by (seed, epoch, index[, repetition]))."""
+        rngs = [np.random.default_rng(k) for k in keys]
         flips = np.array([self.hflip and rng.random() < 0.5 for rng in rngs])
         if self.small:
-            images = np.stack([_resize(r["image"], self.size) for r in records])
+            images = np.stack([_resize(r["image"], self.size, self.interpolation) for r in records])
             offsets = np.stack([rng.integers(0, 2 * (self.size // 8) + 1, size=2) for rng in rngs])
-            return _pad_crop_flip(images, offsets, flips)
-        out = []
-        for r, rng, flip in zip(records, rngs, flips):
-            img = Image.fromarray(r["image"])
-            img = img.resize((self.size, self.size), Image.BILINEAR, box=_random_resized_crop_box(rng, *img.size))
-            out.append(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img))
-        return np.stack(out)
+            out = list(_pad_crop_flip(images, offsets, flips))
+        else:
+            out = []
+            for r, rng, flip in zip(records, rngs, flips):
+                img = Image.fromarray(r["image"])
+                img = _resized_crop(img, _random_resized_crop_box(rng, *img.size), self.size, self.interpolation)
+                out.append(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img))
+        if self.policy is not None:
+            out = [np.asarray(self.policy(Image.fromarray(a), rng)) for a, rng in zip(out, rngs)]
+        images = _normalize(np.stack(out), self.mean, self.std)
+        if self.random_erase > 0:
+            for x, rng in zip(images, rngs):
+                augment.erase(x, augment.random_erasing_box(rng, self.size, self.size, self.random_erase))
+        return images
 
 
 def _check_batch(global_batch_size: int, process_index: int, process_count: int) -> None:
@@ -510,22 +624,25 @@ def _iterate(cfg: DataConfig, steps: grain.MapDataset, reader: _BatchReader) -> 
 
 
 def steps_per_epoch(info: DatasetInfo, global_batch_size: int) -> int:
-    """Full train batches per epoch (the remainder is dropped; each epoch is reshuffled)."""
-    if not 0 < global_batch_size <= info.num_train:
-        raise ValueError(f"global_batch_size={global_batch_size} must be in [1, num_train={info.num_train}]")
-    return info.num_train // global_batch_size
+    """Full train batches per epoch (the remainder is dropped; each epoch is reshuffled). With --ra-sampler an
+    epoch is RASampler's: num_train // 256 * 256 examples (each example ra_reps times in a row)."""
+    n, what = info.epoch_size, "num_train" if info.train_epoch_size is None else "RASampler epoch size"
+    if not 0 < global_batch_size <= n:
+        raise ValueError(f"global_batch_size={global_batch_size} must be in [1, {what}={n}]")
+    return n // global_batch_size
 
 
 def train_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, seed: int, start_step: int = 0,
                   process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
-    """Infinite stream of local train batches {"image": f32 [L,H,W,3], "label": i32 [L]}, from step ``start_step``.
+    """Infinite stream of local train batches {"image": f32 [L,H,W,3], "label": i32 [L]}, from step ``start_step``;
+    with mixup/cutmix "label" is f32 [L, num_classes] (soft labels summing to 1).
 
     ``close()`` the iterator to stop grain's worker processes before it is garbage collected.
     """
     _check_batch(global_batch_size, process_index, process_count)
     steps_per_epoch(info, global_batch_size)
     reader = _BatchReader(_resolve(cfg), info.train_split, info.image_size, seed, global_batch_size,
-                          process_index, process_count, train=True, eval_transform=cfg.eval_transform)
+                          process_index, process_count, train=True, cfg=cfg, epoch_size=info.epoch_size)
     return _iterate(cfg, grain.MapDataset.range(start_step, sys.maxsize), reader)
 
 
@@ -533,6 +650,6 @@ def eval_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, 
                  process_count: int = 1) -> Iterator[dict]:
     """One pass over the eval split; the last batch is zero-padded, with "mask" f32 [L] 0 on padding."""
     _check_batch(global_batch_size, process_index, process_count)
-    reader = _BatchReader(_resolve(cfg), info.eval_split, info.image_size, 0, global_batch_size,
-                          process_index, process_count, train=False, eval_transform=cfg.eval_transform)
+    reader = _BatchReader(_resolve(cfg), info.eval_split, info.eval_size, 0, global_batch_size,
+                          process_index, process_count, train=False, cfg=cfg)
     return _iterate(cfg, grain.MapDataset.range(-(-info.num_eval // global_batch_size)), reader)

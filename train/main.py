@@ -240,8 +240,9 @@ def run(cfg: TrainConfig) -> dict:
         # Traced here, compiled in a thread while the state is initialised and eval compiles.
         scfg = steps.StepConfig(cfg.label_smoothing, cfg.grad_accum, cfg.ema_decay, cfg.seed, tv_ema=ema_cfg,
                                 train_mode=not cfg.freeze_backbone)
+        soft = num_classes if cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0 else 0  # mixed labels: (B, K) floats
         lowered = steps.lower_train(model, tx, scfg, mesh, abstract_state,
-                                    steps.abstract_batch(mesh, cfg.batch_size, (size, size, 3)))
+                                    steps.abstract_batch(mesh, cfg.batch_size, (size, size, 3), soft_labels=soft))
         train_future = pool.submit(steps.compile_timed, lowered)
     t = time.perf_counter()
     if latest is not None:
@@ -259,7 +260,8 @@ def run(cfg: TrainConfig) -> dict:
     jax.block_until_ready(state)
     init_seconds = time.perf_counter() - t
     lowered_eval = steps.lower_eval(model, mesh, abstract_state.variables(),
-                                    steps.abstract_batch(mesh, cfg.batch_size, (size, size, 3), with_mask=True))
+                                    steps.abstract_batch(mesh, cfg.batch_size, (info.eval_size, info.eval_size, 3),
+                                                         with_mask=True))
     eval_fn, compile_seconds["eval"] = steps.compile_timed(lowered_eval)
     train_fn = None
     if train_future is not None:

@@ -258,9 +258,15 @@ def from_config(cfg, steps_per_epoch: int) -> tuple[optax.GradientTransformation
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
-    """Per-example torch.nn.functional.cross_entropy(logits, labels, label_smoothing=...), in float32+."""
+    """Per-example torch.nn.functional.cross_entropy(logits, labels, label_smoothing=...), in float32+.
+
+    ``labels``: class indices (B,), or class probabilities (B, K) (MixUp/CutMix soft targets), which torch
+    smooths the same way: (1 - eps) * target + eps / K."""
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    if labels.ndim == logits.ndim:
+        targets = labels.astype(logits.dtype)
+    else:
+        targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     if label_smoothing:
         targets = optax.smooth_labels(targets, label_smoothing)
     return optax.softmax_cross_entropy(logits, targets)

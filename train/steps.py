@@ -41,7 +41,8 @@ def _loss_and_updates(model, train_mode, params, batch_stats, images, labels, ke
     variables = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
     logits, new = model.apply(variables, images, train=train_mode, mutable=["batch_stats"], rngs={"dropout": key})
     loss = optim.cross_entropy(logits, labels, label_smoothing).mean()
-    correct = jnp.sum(jnp.argmax(logits, -1) == labels)
+    hard = jnp.argmax(labels, -1) if labels.ndim == 2 else labels  # soft (mixed) labels: their argmax
+    correct = jnp.sum(jnp.argmax(logits, -1) == hard)
     return loss, (correct, new.get("batch_stats", batch_stats))
 
 
@@ -128,9 +129,11 @@ def abstract(tree, sharding):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
-def abstract_batch(mesh: Mesh, n: int, image_shape: tuple, with_mask: bool = False) -> dict:
-    b = {"image": jax.ShapeDtypeStruct((n,) + tuple(image_shape), jnp.float32),
-         "label": jax.ShapeDtypeStruct((n,), jnp.int32)}
+def abstract_batch(mesh: Mesh, n: int, image_shape: tuple, with_mask: bool = False, soft_labels: int = 0) -> dict:
+    """soft_labels=K: float32 (n, K) labels (MixUp/CutMix targets) instead of int32 (n,)."""
+    label = jax.ShapeDtypeStruct((n, soft_labels), jnp.float32) if soft_labels else \
+        jax.ShapeDtypeStruct((n,), jnp.int32)
+    b = {"image": jax.ShapeDtypeStruct((n,) + tuple(image_shape), jnp.float32), "label": label}
     if with_mask:
         b["mask"] = jax.ShapeDtypeStruct((n,), jnp.float32)
     return abstract(b, NamedSharding(mesh, P("data")))
