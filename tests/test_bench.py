@@ -110,3 +110,83 @@ def test_xla_flag_bench_smoke(capsys):
     out = capsys.readouterr().out
     assert "with: `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`" in out
     assert "without: ``" in out
+
+
+# ----------------------------------------------------------------------------- input pipeline
+
+PIPE_ARGS = ["--files", "12", "--min-side", "80", "--max-side", "120", "--size", "32", "--batch", "4",
+             "--batches", "2", "--repeats", "1", "--workers", "0"]
+
+
+def _pipe_table(text):
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def test_input_pipeline_smoke(tmp_path, capsys):
+    """`python -m benchmarks.input_pipeline` at 0 workers on a handful of small JPEGs: the
+    table's rows, the docs block, and both sides' batches (same NHWC shape, float32)."""
+    from benchmarks import input_pipeline
+
+    docs = tmp_path / "input_pipeline.md"
+    docs.write_text("# Input pipeline\n\n<!-- bench:input-pipeline -->\nold\n<!-- /bench:input-pipeline -->\n")
+    res = input_pipeline.main(PIPE_ARGS + ["--no-augment", "--cache-dir", str(tmp_path / "cache"),
+                                           "--write-docs", str(docs)])
+    assert [r["workers"] for r in res["rows"]] == [0]
+    r = res["rows"][0]
+    assert r["flax_img_s"] > 0 and r["torch_img_s"] > 0 and r["ratio"] == r["flax_img_s"] / r["torch_img_s"]
+    assert res["shapes"]["flax"] == res["shapes"]["torch"] == {"shape": [4, 32, 32, 3], "dtype": "float32"}
+    assert res["files"] == 12 and res["augment"] is False and res["augment_note"] == "--no-augment"
+    table = _pipe_table(docs.read_text())
+    assert len(table) == 3 and table[2].startswith("| 0 | ") and len({line.count("|") for line in table}) == 1
+    assert "old" not in docs.read_text() and "off on both sides" in docs.read_text()
+    assert table[2] in capsys.readouterr().out
+    # the photographs are cached, distinct and of the requested sizes
+    files, labels = input_pipeline.list_train_files(res["root"])
+    assert len(files) == 12 and sorted(set(labels)) == list(range(10))
+    from PIL import Image
+
+    sizes = [Image.open(f).size for f in files]
+    assert all(80 <= max(s) <= 120 for s in sizes)
+    assert len({open(f, "rb").read() for f in files}) == 12
+
+
+def test_input_pipeline_torch_side_ta_wide(tmp_path, monkeypatch):
+    """With a train.augment op available both sides are asked for TrivialAugmentWide; the torch
+    side draws torchvision's ops and magnitudes (checked against the 14-op, 31-bin space)."""
+    import sys
+    import types
+
+    import train
+    from benchmarks import input_pipeline
+
+    calls = []
+
+    def apply_op(img, op_name, magnitude, interpolation=None, fill=None):
+        calls.append((op_name, magnitude))
+        return img
+
+    fake = types.ModuleType("train.augment")
+    fake.apply_op = apply_op
+    monkeypatch.setitem(sys.modules, "train.augment", fake)
+    monkeypatch.setattr(train, "augment", fake, raising=False)
+    res = input_pipeline.main(PIPE_ARGS + ["--cache-dir", str(tmp_path / "cache")])
+    assert res["augment"] is True and res["shapes"]["torch"]["shape"] == [4, 32, 32, 3]
+    space = input_pipeline.ta_wide_space()
+    assert len(space) == 14 and calls
+    for name, mag in calls:
+        mags, signed = space[name]
+        assert (mag == 0.0) if mags is None else (abs(mag) in mags.tolist() and (signed or mag >= 0))
+
+
+def test_input_pipeline_real_augment_op(tmp_path):
+    """After the #16 augmentations land: the torch side runs with train.augment's own op."""
+    pytest.importorskip("train.augment")
+    from benchmarks import input_pipeline
+
+    if input_pipeline._ta_op() is None:
+        pytest.fail("train.augment has no apply_op(img, op_name, magnitude, ...) for the benchmark's torch side")
+    root = input_pipeline.prepare_folder(str(tmp_path), 10, 80, 120)
+    ds = input_pipeline.TorchvisionStyleDataset(*input_pipeline.list_train_files(root), 32, augment=True)
+    for k in range(10):
+        x, _ = ds[k]
+        assert tuple(x.shape) == (3, 32, 32)
