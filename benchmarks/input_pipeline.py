@@ -228,7 +228,8 @@ class TorchvisionStyleDataset:
             if eh < h and ew < w:
                 i = torch.randint(0, h - eh + 1, size=(1,)).item()
                 j = torch.randint(0, w - ew + 1, size=(1,)).item()
-                t[:, i:i + eh, j:j + ew] = 0
+                t = t.clone()  # F.erase(inplace=False)
+                t[..., i:i + eh, j:j + ew] = torch.tensor([0.0])[:, None, None]
                 return t
         return t
 
@@ -243,11 +244,17 @@ class TorchvisionStyleDataset:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         if self.augment:
             img = self._ta_wide(torch, img)
-        t = torch.from_numpy(np.array(img, np.uint8, copy=True)).permute(2, 0, 1).contiguous()  # PILToTensor
-        t = t.to(torch.float32).div_(255)  # ConvertImageDtype(torch.float)
-        mean = torch.tensor(MEAN, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(STD, dtype=torch.float32)[:, None, None]
-        t = t.sub_(mean).div_(std)  # Normalize
+        # PILToTensor, ConvertImageDtype(torch.float), Normalize: torchvision's own tensor ops
+        # (a permuted, non-contiguous CHW view, as torchvision leaves it)
+        w, h = img.size
+        t = torch.as_tensor(np.array(img, copy=True)).view(h, w, 3).permute((2, 0, 1))
+        t = t.to(torch.float32) / 255.0
+        t = t.clone()
+        mean = torch.as_tensor(MEAN, dtype=t.dtype)
+        std = torch.as_tensor(STD, dtype=t.dtype)
+        if (std == 0).any():
+            raise ValueError("std evaluated to zero")
+        t.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
         if self.augment and self.random_erase > 0:
             t = self._erase(torch, t)
         return t, self.labels[k]
