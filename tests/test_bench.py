@@ -190,3 +190,102 @@ def test_input_pipeline_real_augment_op(tmp_path):
     for k in range(10):
         x, _ = ds[k]
         assert tuple(x.shape) == (3, 32, 32)
+
+
+# ----------------------------------------------------------------------------- the suite (--what)
+
+
+def _tables(text):
+    """{title line: [table lines]} of a markdown text's summary tables."""
+    out, title, cur = {}, None, None
+    for line in text.splitlines():
+        if line.startswith("**"):
+            title, cur = line, None
+        elif line.startswith("Details:"):
+            title, cur = None, None
+        elif line.startswith("|") and title is not None:
+            if cur is None:
+                cur = out.setdefault(title.split("**")[1], [])
+            cur.append(line)
+    return out
+
+
+def test_bench_suite_smoke(tmp_path):
+    """--what all on lenet5 in one process: every summary table with one row, the JSON."""
+    md, js = tmp_path / "suite.md", tmp_path / "suite.json"
+    res = bench.main(["--models", "lenet5", "--what", "all", "--same-process", "--batch", "2", "--size", "32",
+                      "--repeats", "1", "--latency-repeats", "2", "--settle", "0", "--out", str(md), "--tag", "s",
+                      "--json", str(js)])
+    assert set(res["runs"]) == {"fp32", "latency", "bf16"}
+    assert res["runs"]["latency"]["batch"] == 1 and res["runs"]["bf16"]["dtype"] == "bfloat16"
+    assert len(res["runs"]["latency"]["models"][0]["rows"][0]["step_s"]) == 2
+    s = res["summary"]["lenet5"]
+    assert s["mobile"] is False and "mnas" not in s
+    for key in ("train", "infer", "bf16_train", "bf16_infer"):
+        assert s[key]["flax_img_s"] > 0 and s[key]["vs_torch"] > 0 and s[key]["vs_torch_cl"] > 0, key
+    lat = s["latency"]
+    assert lat["flax_ms"] > 0 and lat["vs_torch"] == pytest.approx(lat["torch_ms"] / lat["flax_ms"])
+    c = s["compile"]
+    assert c["train_compile_s"] > 0 and c["torch_rss_mb"] >= 0
+    assert c["xla_mb"]["temp"] > 0 and c["xla_total_mb"] == pytest.approx(
+        c["xla_mb"]["temp"] + c["xla_mb"]["argument"] + c["xla_mb"]["output"] - c["xla_mb"]["alias"])
+    text = md.read_text()
+    tables = _tables(text)
+    assert {t.split(",")[0] for t in tables} >= {"Train step", "Inference", "Latency", "bfloat16", "Compile time and memory"}
+    for title, lines in tables.items():
+        assert len(lines) == 3 and lines[2].startswith("| lenet5 |"), title
+        assert len({line.count("|") for line in lines}) == 1, lines
+    assert "Details: bf16 (batch 2, bfloat16)" in text and "| lenet5 | torch-cl train |" in text
+    assert "AMX-BF16" in text or "AVX512-BF16" in text
+    data = json.loads(js.read_text())
+    assert set(data["meta"]["cpu_flags"]) >= {"amx_bf16", "avx512_bf16"}
+    assert data["summary"]["lenet5"]["latency"]["flax_ms"] == lat["flax_ms"] and "args" not in data["runs"]["fp32"]
+
+
+def test_bench_suite_latency_mnas_objective(monkeypatch):
+    """The latency and MnasNet-objective tables of a mobile model, from given step times."""
+    rows = [{"variant": f"{v} infer", "step_s": [t / 1e3]} for v, t in (("flax", 20.0), ("torch", 30.0))]
+    results = {"command": "x", "what": ["latency"], "size": 224, "batch": 32,
+               "runs": {"latency": {"models": [{"model": "mobilenet_v3_small", "rows": rows}]}}}
+    s = bench.suite_summary(results, ["mobilenet_v3_small"])["mobilenet_v3_small"]
+    m, lat = s["mnas"], s["latency"]
+    assert s["mobile"] and m["weights"] == "IMAGENET1K_V1" and m["acc1"] == pytest.approx(67.668)
+    assert lat["flax_ms"] == pytest.approx(20.0) and lat["vs_torch"] == pytest.approx(1.5)
+    assert m["flax_objective"] == pytest.approx(67.668 * (20 / 80) ** -0.07)
+    assert m["torch_objective"] == pytest.approx(67.668 * (30 / 80) ** -0.07)
+    assert m["torch_cl_objective"] is None and lat["torch_cl_ms"] is None
+    results["summary"] = {"mobilenet_v3_small": s}
+    results["meta"] = {"cpu": "c", "cores": 2, "cpu_flags": {}, "jax": "j", "flax": "f", "torch": "t",
+                       "torch_threads": 2, "loadavg_start": (0, 0, 0), "loadavg_end": (0, 0, 0), "XLA_FLAGS": ""}
+    results["runs"]["latency"].update(dtype="float32", batch=1, matmul_peak_gflop_s={"flax": 1, "torch": 1})
+    monkeypatch.setattr(bench, "markdown", lambda run: "a\nb\ndetails\n")  # (not under test here)
+    tables = _tables(bench.suite_markdown(results))
+    assert tables["Latency"][2] == "| mobilenet_v3_small | 20.0 | 30.0 | – | 1.50× | – |"
+    assert tables["MnasNet objective"][2].startswith("| mobilenet_v3_small | IMAGENET1K_V1 | 67.668 | ")
+
+
+def test_mnas_objective_and_representatives():
+    import flaxnets
+    import netspecs
+
+    assert bench.mnas_objective(75.0, 80.0) == 75.0
+    assert bench.mnas_objective(75.0, 160.0) == pytest.approx(75.0 * 2 ** -0.07)
+    assert bench.mnas_objective(None, 10.0) is None and bench.top1("semnasnet_100")[0] is None
+    assert set(bench.REPRESENTATIVES) == set(netspecs.FAMILIES) - {"lenet"}
+    assert set(bench.REPRESENTATIVES.values()) <= set(flaxnets.list_models())
+    mobile = {n for n in bench.REPRESENTATIVES.values() if bench.is_mobile(n)}
+    assert mobile == {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mnasnet1_0", "shufflenet_v2_x1_0",
+                      "efficientnet_b0", "mobilenetv1_100", "semnasnet_100"}
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--families", "resnet,nope"], "--families: unknown"),
+    (["--what", "train,bogus"], "--what: unknown"),
+    (["--what", "all", "--dtype", "bfloat16"], "drop --dtype bfloat16"),
+    (["--families", "--models", "lenet5"], "one of --models"),
+    (["--what", "latency", "--latency-repeats", "0"], "--latency-repeats must be"),
+])
+def test_bench_suite_rejects_bad_options(capsys, argv, msg):
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert msg in capsys.readouterr().err
