@@ -205,7 +205,7 @@ def _tables(text):
             title, cur = None, None
         elif line.startswith("|") and title is not None:
             if cur is None:
-                cur = out.setdefault(title.split("**")[1], [])
+                cur = out.setdefault(title.split("**")[1].split(",")[0], [])
             cur.append(line)
     return out
 
@@ -289,3 +289,36 @@ def test_bench_suite_rejects_bad_options(capsys, argv, msg):
     with pytest.raises(SystemExit):
         bench.main(argv)
     assert msg in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- GPU script
+
+
+def test_gpu_script_fails_fast_without_gpu(capsys):
+    """`python -m benchmarks.gpu` on a machine without a GPU stops before building a model."""
+    import jax
+
+    from benchmarks import gpu
+
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit, match="no GPU to benchmark on: jax's default backend is 'cpu'"):
+        gpu.main(["--models", "resnet50"])
+
+
+def test_gpu_script_cpu_smoke(tmp_path):
+    """The GPU script's measurement path, run on the CPU (--allow-cpu) at a tiny size."""
+    from benchmarks import gpu
+
+    md, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
+    res = gpu.main(["--allow-cpu", "--models", "lenet5,alexnet", "--dtypes", "float32", "--batch", "2",
+                    "--size", "32", "--repeats", "1", "--steps", "1", "--warmup", "0", "--budget-s", "0",
+                    "--md", str(md), "--json", str(js)])
+    rows = res["rows"]
+    assert [r["variant"] for r in rows[:3]] == ["flax train", "torch train", "torch-cl train"]
+    assert rows[3] == {"model": "alexnet", "dtype": "float32", "skipped": "skipped (--budget-s 0)"}
+    assert rows[2]["vs_torch_cl"] == 1.0 and rows[0]["flops_per_step"] > 0 and rows[0]["pct_peak"] > 0
+    table = [line for line in md.read_text().splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 4 and len({line.count("|") for line in table}) == 1, table
+    assert json.loads(js.read_text())["rows"][0]["img_s"] == rows[0]["img_s"]
+    assert set(gpu.ORDER) <= set(__import__("flaxnets").list_models())
