@@ -2,7 +2,7 @@
 flaxnets (jax.jit) against torchref in torch channels_last + AMP, float32/TF32 and bfloat16.
 
     python -m benchmarks.gpu [--models resnet50,convnext_tiny,...] [--batch 128] [--size 224] \
-        [--repeats 10] [--steps 5] [--budget-s 480] [--md OUT/gpu.md] [--json OUT/gpu.json]
+        [--repeats 10] [--steps 5] [--budget-s 420] [--md OUT/gpu.md] [--json OUT/gpu.json]
 
 Fails at once, saying why, unless jax's default backend is a GPU and torch sees CUDA
 (``--allow-cpu`` exists only for the CPU smoke test). Both frameworks run in this process:
@@ -165,7 +165,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--budget-s", type=float, default=480, help="start no new model after this many seconds (the first always runs)")
+    p.add_argument("--budget-s", type=float, default=420, help="start no new model after this many seconds (the first always runs)")
     p.add_argument("--peak-tflops", type=float, default=PEAK_TFLOPS)
     p.add_argument("--md", help="markdown output (rewritten after every model)")
     p.add_argument("--json")

@@ -151,31 +151,50 @@ def test_input_pipeline_smoke(tmp_path, capsys):
 
 
 def test_input_pipeline_torch_side_ta_wide(tmp_path, monkeypatch):
-    """With a train.augment op available both sides are asked for TrivialAugmentWide; the torch
-    side draws torchvision's ops and magnitudes (checked against the 14-op, 31-bin space)."""
-    import sys
-    import types
-
-    import train
+    """With a TrivialAugmentWide op available both sides are asked for it; the torch side draws
+    torchvision's ops and magnitudes (checked against the 14-op, 31-bin space)."""
     from benchmarks import input_pipeline
 
     calls = []
 
-    def apply_op(img, op_name, magnitude, interpolation=None, fill=None):
+    def op(img, op_name, magnitude):
         calls.append((op_name, magnitude))
         return img
 
-    fake = types.ModuleType("train.augment")
-    fake.apply_op = apply_op
-    monkeypatch.setitem(sys.modules, "train.augment", fake)
-    monkeypatch.setattr(train, "augment", fake, raising=False)
+    monkeypatch.setattr(input_pipeline, "_ta_op", lambda: op)
     res = input_pipeline.main(PIPE_ARGS + ["--cache-dir", str(tmp_path / "cache")])
     assert res["augment"] is True and res["shapes"]["torch"]["shape"] == [4, 32, 32, 3]
+    assert input_pipeline.flax_config(res["root"], 32, 0, True).auto_augment == "ta_wide"
     space = input_pipeline.ta_wide_space()
-    assert len(space) == 14 and calls
+    assert len(space) == 14 and len(calls) >= 8  # (2 warm-up + 2 timed batches of 4)
     for name, mag in calls:
         mags, signed = space[name]
         assert (mag == 0.0) if mags is None else (abs(mag) in mags.tolist() and (signed or mag >= 0))
+
+
+@pytest.mark.parametrize("default,expected", [("nearest", "bilinear"), (None, "PIL")])
+def test_input_pipeline_finds_train_augment_op(monkeypatch, default, expected):
+    """_ta_op: train.augment's apply_op(img, op_name, magnitude, interpolation, fill), given
+    bilinear interpolation (a string when the function's default is one, else PIL's)."""
+    import sys
+    import types
+
+    import train
+    from PIL import Image
+
+    from benchmarks import input_pipeline
+
+    got = []
+    fake = types.ModuleType("train.augment")
+    fake.apply_op = lambda img, op_name, magnitude, interpolation=default, fill=0: got.append(
+        (op_name, magnitude, interpolation, fill)) or img
+    monkeypatch.setitem(sys.modules, "train.augment", fake)
+    monkeypatch.setattr(train, "augment", fake, raising=False)
+    input_pipeline._ta_op()("img", "Rotate", -3.0)
+    want = "bilinear" if expected == "bilinear" else Image.Resampling.BILINEAR
+    assert got == [("Rotate", -3.0, want, None)]
+    del fake.apply_op
+    assert input_pipeline._ta_op() is None
 
 
 def test_input_pipeline_real_augment_op(tmp_path):
