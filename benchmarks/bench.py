@@ -1011,7 +1011,7 @@ def main(argv=None) -> dict:
     else:
         meta["thp"] = {"flax": flaxnets.runtime.thp_active(), "torch": flaxnets.runtime.thp_active()}
     meta["isolate"] = args.isolate
-    log(f"{meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_start'][0]:.1f}; "
+    log(f"{meta['cpu']}, {meta['cores']} cores ({bf16_units(meta['cpu_flags'])}), load {meta['loadavg_start'][0]:.1f}; "
         f"XLA_FLAGS={meta['XLA_FLAGS']!r}")
     command = "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.convs:

@@ -2,7 +2,7 @@
 worker count, on a folder of real JPEG photographs.
 
     python -m benchmarks.input_pipeline [--workers 0,1,2] [--files 300] [--batch 32] \
-        [--batches 10] [--repeats 3] [--no-augment] [--write-docs] [--json out.json]
+        [--batches 30] [--repeats 3] [--no-augment] [--write-docs] [--json out.json]
 
 Data: ``--files`` JPEGs in an ImageFolder tree (``train/`` with 10 class folders, and a small
 ``val/``), made from scikit-learn's two sample photographs (``load_sample_images``: china.jpg
@@ -436,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=1000)
     p.add_argument("--size", type=int, default=224, help="RandomResizedCrop size")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
+    p.add_argument("--batches", type=int, default=30, help="timed batches per measurement")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "flaxnets-bench"))
     p.add_argument("--no-augment", action="store_true", help="no TrivialAugmentWide / RandomErasing on either side")
