@@ -430,7 +430,7 @@ def markdown(res: dict, command: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline", description=__doc__.split("\n")[0])
-    p.add_argument("--workers", default=None, help="comma-separated worker counts (default 0..cores)")
+    p.add_argument("--workers", default=None, help="comma-separated worker counts (default 0, 1, 2, 4, ... cores)")
     p.add_argument("--files", type=int, default=300)
     p.add_argument("--min-side", type=int, default=500)
     p.add_argument("--max-side", type=int, default=1000)
@@ -446,11 +446,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_workers(cores: int) -> list[int]:
+    """0, 1, 2, 4, ... up to `cores`, and `cores` itself."""
+    out, w = [0], 1
+    while w < cores:
+        out.append(w)
+        w *= 2
+    return out + [cores]
+
+
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
     args.workers = ([int(w) for w in args.workers.split(",") if w != ""] if args.workers
-                    else list(range(cpu_count() + 1)))
+                    else default_workers(cpu_count()))
     for opt, low in (("files", CLASSES), ("batch", 1), ("batches", 1), ("repeats", 1), ("size", 1)):
         if getattr(args, opt) < low:
             p.error(f"--{opt} must be >= {low}, got {getattr(args, opt)}")

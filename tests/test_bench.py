@@ -341,3 +341,10 @@ def test_gpu_script_cpu_smoke(tmp_path):
     assert len(table) == 2 + 4 and len({line.count("|") for line in table}) == 1, table
     assert json.loads(js.read_text())["rows"][0]["img_s"] == rows[0]["img_s"]
     assert set(gpu.ORDER) <= set(__import__("flaxnets").list_models())
+
+
+def test_input_pipeline_default_workers():
+    from benchmarks.input_pipeline import default_workers
+
+    assert default_workers(1) == [0, 1] and default_workers(2) == [0, 1, 2]
+    assert default_workers(12) == [0, 1, 2, 4, 8, 12] and default_workers(16) == [0, 1, 2, 4, 8, 16]
