@@ -4,6 +4,23 @@
         [--repeats 5] [--torch-compile] [--dtype float32|bfloat16] \
         [--out docs/benchmarks.md --tag fp32] [--json out.json]
     python -m benchmarks.bench --convs [--repeats 5] [--out ... --tag convs]
+    python -m benchmarks.bench --families [FAMILY,...] | --all-models | --models ... \
+        [--what train,latency,infer,bf16,compile] [--latency-repeats 20] [--out ... --tag ...]
+
+The suite (``--what``; ``--families`` and ``--all-models`` imply all of it): per model, up to
+three runs of the measurement below, float32 at ``--batch`` (train and/or infer), float32 at
+batch 1 (inference latency) and bfloat16 at ``--batch`` (train and infer), then summary tables:
+train step and batch inference img/s against torch eager NCHW and channels_last; batch-1
+latency (median ms of ``--latency-repeats`` rounds) and, for the mobile families
+(``MOBILE_PREFIXES``), the MnasNet paper's objective ACC·(LAT/T)^w (w = -0.07, T = 80 ms, ACC
+= the published top-1 of the model's default weights from ``flaxnets.weights_info``, LAT = the
+measured latency) for Flax and torch; bfloat16 (Flax ``dtype=jnp.bfloat16`` with float32
+parameters against ``torch.autocast("cpu", torch.bfloat16)``); compile seconds of the jitted
+train step and XLA's buffer assignment of it (``memory_analysis()``: temporaries, arguments,
+outputs) next to torch's peak RSS growth during the same step. ``--families`` without a value
+takes ``REPRESENTATIVES`` (one model per family of ``netspecs.FAMILIES`` but the 32x32 LeNet-5);
+the header line gives the CPU's bfloat16 units (AMX-BF16 / AVX512-BF16 flags of /proc/cpuinfo).
+Per-variant details of every run follow the summary tables.
 
 For each model the Flax variants run in one worker process and the torch variants in another
 (as a user trains with one framework per process; ``--same-process`` puts all in this one,
@@ -55,10 +72,8 @@ import functools
 import json
 import os
 import platform
-import re
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -74,16 +89,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from benchmarks.common import bf16_units, cpu_count, cpu_flags, cpu_model, write_markdown  # noqa: F401
+
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _rss_bytes() -> int:
@@ -124,6 +134,7 @@ class Variant:
     compile_s: float | None = None
     flops: float | None = None      # per step, XLA cost analysis
     xla_bytes: int | None = None    # XLA buffer assignment: arguments + outputs + temporaries
+    xla_mem: dict | None = None     # its parts: temp, argument, output, alias bytes
     times: list = field(default_factory=list)
     cpu: list = field(default_factory=list)
     rss: list = field(default_factory=list)
@@ -165,6 +176,13 @@ def _xla_bytes(compiled) -> int | None:
                + m.temp_size_in_bytes)
 
 
+def _xla_mem(compiled) -> dict | None:
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    return {k: int(getattr(m, f"{k}_size_in_bytes")) for k in ("temp", "argument", "output", "alias")}
+
+
 def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[list[Variant], int]:
     """The Flax variants and the model's number of classes."""
     bf16 = dtype == "bfloat16"
@@ -199,7 +217,7 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
         t0 = time.perf_counter()
         compiled = jax.jit(train_step, donate_argnums=0).lower(state[0], x, y, key).compile()
         v = Variant("flax train", "flax", "train", None, time.perf_counter() - t0,
-                    _plain_flops(train_step, state[0], x, y, key), _xla_bytes(compiled))
+                    _plain_flops(train_step, state[0], x, y, key), _xla_bytes(compiled), _xla_mem(compiled))
 
         def run_train():
             state[0], loss = compiled(state[0], x, y, key)
@@ -215,7 +233,7 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
         infer_fn = lambda v, x: _logits(model.apply(v, x, train=False))  # noqa: E731
         compiled_i = jax.jit(infer_fn).lower(ev, x).compile()
         vi = Variant("flax infer", "flax", "infer", None, time.perf_counter() - t0,
-                     _plain_flops(infer_fn, ev, x), _xla_bytes(compiled_i))
+                     _plain_flops(infer_fn, ev, x), _xla_bytes(compiled_i), _xla_mem(compiled_i))
         vi.step = lambda: jax.block_until_ready(compiled_i(ev, x))
         out.append(vi)
     return out, classes
@@ -352,7 +370,7 @@ def _worker(conn, framework: str, name: str, opts: dict, classes: int | None) ->
             torch.set_num_threads(opts["threads"])
         variants, classes = _build(framework, name, opts, classes)
         conn.send(("ready", classes, [
-            {k: getattr(v, k) for k in ("name", "framework", "mode", "compile_s", "flops", "xla_bytes")}
+            {k: getattr(v, k) for k in ("name", "framework", "mode", "compile_s", "flops", "xla_bytes", "xla_mem")}
             for v in variants]))
         while True:
             cmd, i = conn.recv()
@@ -483,6 +501,7 @@ def _bench_model(name: str, args, workers: list) -> dict:
             "compile_s": v.compile_s,
             "rss_peak_growth_mb": max(v.rss) / 2**20,
             "xla_buffers_mb": v.xla_bytes / 2**20 if v.xla_bytes is not None else None,
+            "xla_mem_mb": {k: b / 2**20 for k, b in v.xla_mem.items()} if v.xla_mem else None,
             "minor_faults_per_step": statistics.median(v.faults),
             "device_mem_mb": (max(v.dev_mem) / 2**20 if v.dev_mem
                               else v.xla_bytes / 2**20 if args.device == "cuda" and v.xla_bytes else None),
@@ -562,19 +581,11 @@ def conv_markdown(results: dict) -> str:
 
 
 def machine_info(device: str = "cpu") -> dict:
+    import flax
     import torch
 
-    cpu = platform.processor()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        m = re.search(r"Model name:\s*(.+)", out)
-        cpu = m.group(1).strip() if m else cpu
-    except (OSError, subprocess.SubprocessError):
-        pass
-    import flax
-
     return {
-        "cpu": cpu, "cores": cpu_count(), "python": platform.python_version(),
+        "cpu": cpu_model(), "cores": cpu_count(), "cpu_flags": cpu_flags(), "python": platform.python_version(),
         "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
@@ -595,7 +606,8 @@ def markdown(results: dict) -> str:
     meta, peak = results["meta"], results["matmul_peak_gflop_s"]
     gpu = meta.get("device") == "cuda"
     where = (f"{meta['gpu']} (host: {meta['cpu']}, {meta['cores']} cores)" if gpu
-             else f"{meta['cpu']}, {meta['cores']} cores")
+             else f"{meta['cpu']}, {meta['cores']} cores"
+             + (f" ({bf16_units(meta['cpu_flags'])})" if meta.get("cpu_flags") else ""))
     lines = [
         f"`{results['command']}`",
         "",
@@ -641,22 +653,282 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown(path: str, tag: str, text: str) -> None:
-    """Replace the block between `<!-- bench:TAG -->` and `<!-- /bench:TAG -->`, else append."""
-    begin, end = f"<!-- bench:{tag} -->", f"<!-- /bench:{tag} -->"
-    block = f"{begin}\n{text}{end}\n"
-    old = open(path).read() if os.path.exists(path) else ""
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + block + old[old.index(end) + len(end) + 1:]
-    else:
-        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
+# ----------------------------------------------------------------------------- the suite (--what)
+
+# One model per family (netspecs.FAMILIES; lenet, a 32x32 digits model, has no 224² row).
+REPRESENTATIVES = {
+    "regnet": "regnet_x_400mf", "resnet": "resnet50", "vgg": "vgg11_bn", "alexnet": "alexnet",
+    "squeezenet": "squeezenet1_1", "googlenet": "googlenet", "inception": "inception_v3",
+    "densenet": "densenet121", "mobilenetv1": "mobilenet_v1", "mobilenetv2": "mobilenet_v2",
+    "mobilenetv3": "mobilenet_v3_large", "mnasnet": "mnasnet1_0", "shufflenetv2": "shufflenet_v2_x1_0",
+    "efficientnet": "efficientnet_b0", "convnext": "convnext_tiny", "maxvit": "maxvit_t",
+    "darknet": "darknet53", "vit": "vit_b_16", "vovnet": "ese_vovnet19b_dw",
+    "timm_mobilenetv1": "mobilenetv1_100", "swin": "swin_t", "semnasnet": "semnasnet_100",
+}
+# The mobile families (MnasNet objective; channels_last goals), by model-name prefix.
+MOBILE_PREFIXES = ("mobilenet", "mnasnet", "shufflenet", "efficientnet", "semnasnet")
+WHAT = ("train", "latency", "infer", "bf16", "compile")
+MNAS_T_MS, MNAS_W = 80.0, -0.07
+
+
+def is_mobile(name: str) -> bool:
+    return name.startswith(MOBILE_PREFIXES)
+
+
+def top1(name: str) -> tuple[float | None, str | None]:
+    """(published ImageNet top-1 %, weights tag) of the default torchvision weights, else (None, tag/None)."""
+    try:
+        info = flaxnets.weights_info(name)
+    except (KeyError, ValueError):
+        return None, None
+    return info.get("acc1"), info.get("weights")
+
+
+def mnas_objective(acc: float | None, lat_ms: float | None) -> float | None:
+    """MnasNet's (Tan et al. 2019, eq. 2) ACC * (LAT / T)^w, w = -0.07, T = 80 ms (ACC in %)."""
+    if acc is None or not lat_ms:
+        return None
+    return acc * (lat_ms / MNAS_T_MS) ** MNAS_W
+
+
+def suite_plan(args) -> list[tuple[str, dict]]:
+    """(run kind, argument overrides) for `--what`: one bench_model call per kind and model."""
+    what, plan = args.what, []
+    train, infer = bool({"train", "compile"} & what), "infer" in what
+    if train or infer:
+        plan.append(("fp32", {"batch": args.batch, "dtype": "float32", "train_only": not infer,
+                              "infer_only": not train}))
+    if "latency" in what:
+        plan.append(("latency", {"batch": 1, "dtype": "float32", "train_only": False, "infer_only": True,
+                                 "repeats": args.latency_repeats}))
+    if "bf16" in what:
+        plan.append(("bf16", {"batch": args.batch, "dtype": "bfloat16", "train_only": False, "infer_only": False}))
+    return plan
+
+
+def run_suite(names: list[str], args, meta: dict, command: str) -> dict:
+    plan = suite_plan(args)
+    matmul_n = 8192 if args.device == "cuda" else 2048
+    peaks = {dt: matmul_peak(dt, matmul_n, device=args.device)
+             for dt in sorted({o["dtype"] for _, o in plan})}
+    log("matmul peak GFLOP/s: " + "; ".join(f"{dt}: " + ", ".join(f"{k} {v:.0f}" for k, v in p.items())
+                                            for dt, p in peaks.items()))
+    runs = {}
+    for kind, over in plan:
+        sub = copy.copy(args)
+        vars(sub).update(over)
+        runs[kind] = {"command": command, "batch": sub.batch, "size": sub.size, "dtype": sub.dtype,
+                      "repeats": sub.repeats, "warmup": sub.warmup, "settle": sub.settle, "meta": meta,
+                      "matmul_peak_gflop_s": peaks[sub.dtype], "matmul_n": matmul_n, "models": [], "args": sub}
+    results = {"command": command, "what": sorted(args.what), "meta": meta, "runs": runs, "size": args.size,
+               "batch": args.batch}
+    for name in names:
+        for kind, run in runs.items():
+            try:
+                run["models"].append(bench_model(name, run["args"]))
+            except Exception as e:  # one model failing (e.g. out of memory) must not lose the others
+                log(f"{name} ({kind}): FAILED: {type(e).__name__}: {str(e)[:500]}")
+                run["models"].append({"model": name, "rows": [], "error": f"{type(e).__name__}: {str(e)[:500]}"})
+            jax.clear_caches()
+        results["summary"] = suite_summary(results, names)
+        if args.json:
+            _dump_json(args.json, results)
+    meta["loadavg_end"] = os.getloadavg()
+    results["summary"] = suite_summary(results, names)
+    return results
+
+
+def _dump_json(path: str, results: dict) -> None:
+    def clean(o):
+        if isinstance(o, argparse.Namespace):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items() if k != "args"}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
     with open(path, "w") as f:
-        f.write(new)
+        json.dump(clean(results), f, indent=1)
+
+
+def _rows_by(results: dict, kind: str, name: str) -> dict | None:
+    run = results["runs"].get(kind)
+    if run is None:
+        return None
+    res = next((m for m in run["models"] if m["model"] == name), None)
+    if res is None:
+        return None
+    return {r["variant"]: r for r in res["rows"]} or {"error": res.get("error", "no rows")}
+
+
+def _ms(r: dict | None) -> float | None:
+    return 1e3 * statistics.median(r["step_s"]) if r else None
+
+
+def _ratio(a, b):
+    return a / b if a and b else None
+
+
+def suite_summary(results: dict, names: list[str]) -> dict:
+    """Per model: the figures of each summary table (None where not measured)."""
+    out = {}
+    for name in names:
+        s = {"mobile": is_mobile(name)}
+        fp32, lat, bf = (_rows_by(results, k, name) for k in ("fp32", "latency", "bf16"))
+        for mode in ("train", "infer"):
+            if fp32 and "error" not in fp32 and f"flax {mode}" in fp32:
+                f, t, tc = (fp32.get(f"{v} {mode}") for v in ("flax", "torch", "torch-cl"))
+                s[mode] = {"flax_img_s": f["img_s"], "torch_img_s": t and t["img_s"],
+                           "torch_cl_img_s": tc and tc["img_s"],
+                           "vs_torch": _ratio(f["img_s"], t and t["img_s"]),
+                           "vs_torch_cl": _ratio(f["img_s"], tc and tc["img_s"])}
+            elif fp32 and "error" in fp32:
+                s[mode] = {"error": fp32["error"]}
+        if lat and "error" not in lat:
+            ms = {v: _ms(lat.get(f"{v} infer")) for v in ("flax", "torch", "torch-cl")}
+            s["latency"] = {"flax_ms": ms["flax"], "torch_ms": ms["torch"], "torch_cl_ms": ms["torch-cl"],
+                            "vs_torch": _ratio(ms["torch"], ms["flax"]), "vs_torch_cl": _ratio(ms["torch-cl"], ms["flax"])}
+            if s["mobile"]:
+                acc, tag = top1(name)
+                s["mnas"] = {"acc1": acc, "weights": tag,
+                             **{f"{k}_objective": mnas_objective(acc, v) for k, v in
+                                (("flax", ms["flax"]), ("torch", ms["torch"]), ("torch_cl", ms["torch-cl"]))}}
+        elif lat:
+            s["latency"] = {"error": lat["error"]}
+        if bf and "error" not in bf:
+            for mode in ("train", "infer"):
+                f, t, tc = (bf.get(f"{v} {mode}") for v in ("flax", "torch", "torch-cl"))
+                if f:
+                    s[f"bf16_{mode}"] = {"flax_img_s": f["img_s"], "torch_img_s": t and t["img_s"],
+                                         "vs_torch": _ratio(f["img_s"], t and t["img_s"]),
+                                         "vs_torch_cl": _ratio(f["img_s"], tc and tc["img_s"])}
+        elif bf:
+            s["bf16_train"] = {"error": bf["error"]}
+        if fp32 and "error" not in fp32 and "flax train" in fp32:
+            f, fi = fp32["flax train"], fp32.get("flax infer")
+            s["compile"] = {"train_compile_s": f["compile_s"], "infer_compile_s": fi and fi["compile_s"],
+                            "xla_mb": f["xla_mem_mb"], "xla_total_mb": f["xla_buffers_mb"],
+                            "flax_rss_mb": f["rss_peak_growth_mb"],
+                            **{f"{k}_rss_mb": fp32[f"{v} train"]["rss_peak_growth_mb"]
+                               for k, v in (("torch", "torch"), ("torch_cl", "torch-cl")) if f"{v} train" in fp32}}
+        out[name] = s
+    return out
+
+
+def _x(v):
+    return _fmt(v, ".2f") + ("×" if v is not None else "")
+
+
+def suite_markdown(results: dict) -> str:
+    meta, summ, what = results["meta"], results["summary"], set(results["what"])
+    peaks = "; ".join(f"{dt} jax {r['matmul_peak_gflop_s']['flax']:.0f}, torch {r['matmul_peak_gflop_s']['torch']:.0f}"
+                      for dt, r in {r["dtype"]: r for r in results["runs"].values()}.items())
+    lines = [
+        f"`{results['command']}`", "",
+        f"{meta['cpu']}, {meta['cores']} cores ({bf16_units(meta.get('cpu_flags', {}))}); jax {meta['jax']}, "
+        f"flax {meta['flax']}, torch {meta['torch']} ({meta['torch_threads']} threads); {results['size']}²; "
+        f"load average (1 min) {meta['loadavg_start'][0]:.1f} at start, {meta['loadavg_end'][0]:.1f} at end; "
+        f"XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`; "
+        + ("each framework in its own worker process. " if meta.get("isolate") else "one process. ")
+        + f"Matmul peak GFLOP/s (2048³): {peaks}. Ratios: Flax / torch (speed; higher is better for Flax); "
+        f"`torch` = eager NCHW, `torch-cl` = eager channels_last; bf16 torch = `torch.autocast(\"cpu\", "
+        f"torch.bfloat16)`. Per-variant details (min/max, CPU s, GFLOP/s) in the tables after these.", ""]
+
+    def ok(name, key):
+        return key in summ[name] and "error" not in summ[name][key]
+
+    def failed(name, key):
+        return f"| {name} | failed: {summ[name][key]['error'][:100]} |" if key in summ[name] else None
+
+    for mode, title in (("train", f"Train step, batch {results['batch']}, float32"),
+                        ("infer", f"Inference, batch {results['batch']}, float32")):
+        if mode not in what:
+            continue
+        lines += [f"**{title}** (img/s)", "",
+                  "| model | flax | torch | torch-cl | vs torch | vs torch-cl |", "|---|---:|---:|---:|---:|---:|"]
+        for name in summ:
+            if ok(name, mode):
+                r = summ[name][mode]
+                lines.append(f"| {name} | {r['flax_img_s']:.2f} | {_fmt(r['torch_img_s'], '.2f')} | "
+                             f"{_fmt(r['torch_cl_img_s'], '.2f')} | {_x(r['vs_torch'])} | {_x(r['vs_torch_cl'])} |")
+            elif failed(name, mode):
+                lines.append(failed(name, mode))
+        lines.append("")
+    if "latency" in what:
+        lines += ["**Latency, batch 1, float32** (median ms; vs = torch ms / flax ms)", "",
+                  "| model | flax ms | torch ms | torch-cl ms | vs torch | vs torch-cl |", "|---|---:|---:|---:|---:|---:|"]
+        for name in summ:
+            if ok(name, "latency"):
+                r = summ[name]["latency"]
+                lines.append(f"| {name} | {_fmt(r['flax_ms'], '.1f')} | {_fmt(r['torch_ms'], '.1f')} | "
+                             f"{_fmt(r['torch_cl_ms'], '.1f')} | {_x(r['vs_torch'])} | {_x(r['vs_torch_cl'])} |")
+            elif failed(name, "latency"):
+                lines.append(failed(name, "latency"))
+        mobile = [n for n in summ if "mnas" in summ[n]]
+        if mobile:
+            lines += ["", f"**MnasNet objective** ACC·(LAT/T)^w, w = {MNAS_W}, T = {MNAS_T_MS:.0f} ms, LAT = the "
+                          "batch-1 latency above, ACC = published ImageNet top-1 (%) of the default weights "
+                          "(flaxnets.weights_info; – where none is shipped)", "",
+                      "| model | weights | top-1 % | flax | torch | torch-cl |", "|---|---|---:|---:|---:|---:|"]
+            for name in mobile:
+                r = summ[name]["mnas"]
+                lines.append(f"| {name} | {r['weights'] or '–'} | {_fmt(r['acc1'], '.3f')} | "
+                             f"{_fmt(r['flax_objective'], '.2f')} | {_fmt(r['torch_objective'], '.2f')} | "
+                             f"{_fmt(r['torch_cl_objective'], '.2f')} |")
+        lines.append("")
+    if "bf16" in what:
+        lines += [f"**bfloat16, batch {results['batch']}**: Flax `dtype=jnp.bfloat16` (float32 parameters and "
+                  "statistics) vs torch autocast (img/s)", "",
+                  "| model | flax train | vs torch | vs torch-cl | flax infer | vs torch | vs torch-cl |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name in summ:
+            t, i = summ[name].get("bf16_train"), summ[name].get("bf16_infer")
+            if t and "error" in t:
+                lines.append(f"| {name} | failed: {t['error'][:100]} |")
+            elif t or i:
+                t, i = t or {}, i or {}
+                lines.append(f"| {name} | {_fmt(t.get('flax_img_s'), '.2f')} | {_x(t.get('vs_torch'))} | "
+                             f"{_x(t.get('vs_torch_cl'))} | {_fmt(i.get('flax_img_s'), '.2f')} | "
+                             f"{_x(i.get('vs_torch'))} | {_x(i.get('vs_torch_cl'))} |")
+        lines.append("")
+    if "compile" in what:
+        lines += [f"**Compile time and memory**, float32 train step, batch {results['batch']}: jit lower + compile; "
+                  "XLA's buffer assignment of the compiled step (`memory_analysis()`: temporaries, arguments, "
+                  "outputs; total = their sum less donated (aliased) bytes); peak RSS growth during one step "
+                  "(sampled every 2 ms)", "",
+                  "| model | train compile s | infer compile s | XLA temp MB | XLA args MB | XLA out MB "
+                  "| XLA total MB | flax RSS +MB | torch RSS +MB | torch-cl RSS +MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name in summ:
+            if ok(name, "compile"):
+                r, m = summ[name]["compile"], summ[name]["compile"]["xla_mb"] or {}
+                lines.append(f"| {name} | {_fmt(r['train_compile_s'], '.1f')} | {_fmt(r['infer_compile_s'], '.1f')} | "
+                             f"{_fmt(m.get('temp'), '.0f')} | {_fmt(m.get('argument'), '.0f')} | "
+                             f"{_fmt(m.get('output'), '.0f')} | {_fmt(r['xla_total_mb'], '.0f')} | "
+                             f"{_fmt(r['flax_rss_mb'], '.0f')} | {_fmt(r.get('torch_rss_mb'), '.0f')} | "
+                             f"{_fmt(r.get('torch_cl_rss_mb'), '.0f')} |")
+        lines.append("")
+    for kind, run in results["runs"].items():
+        lines += [f"Details: {kind} (batch {run['batch']}, {run['dtype']})", "", markdown(run).split("\n", 2)[2]]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--models", default="regnet_x_400mf")
+    p.add_argument("--models", default=None, help="comma-separated names (default regnet_x_400mf)")
+    p.add_argument("--families", nargs="?", const="all", default=None, metavar="FAMILY,...",
+                   help="one representative model per family (REPRESENTATIVES; all families without a "
+                        "value); implies --what all unless --what is given")
+    p.add_argument("--all-models", action="store_true",
+                   help="every registered model but lenet5; implies --what all unless --what is given")
+    p.add_argument("--what", default=None, metavar="ITEM,...",
+                   help=f"the suite's summary tables, any of {','.join(WHAT)} (or all): train/infer = "
+                        "float32 batch --batch vs torch eager and channels_last, latency = batch 1 "
+                        "(median ms; MnasNet objective for the mobile families), bf16 = --dtype bfloat16 "
+                        "train and infer vs torch autocast, compile = jit compile s and XLA buffers vs "
+                        "torch's peak RSS growth of the float32 train step")
+    p.add_argument("--latency-repeats", type=int, default=20, help="timed rounds of the batch-1 latency run")
     p.add_argument("--convs", action="store_true", help="conv_ops micro-benchmark instead of models")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
@@ -693,7 +965,32 @@ def main(argv=None) -> dict:
         if getattr(args, opt) < low:
             p.error(f"--{opt} must be >= {low}, got {getattr(args, opt)}")
 
-    names = [m for m in args.models.split(",") if m]
+    if args.what is None and (args.families or args.all_models):
+        args.what = "all"
+    if args.what is not None:
+        args.what = set(WHAT) if args.what == "all" else {w for w in args.what.split(",") if w}
+        bad = sorted(args.what - set(WHAT))
+        if bad or not args.what:
+            p.error(f"--what: unknown item(s) {', '.join(map(repr, bad))}; choose from {','.join(WHAT)} or all")
+        clash = [o for o, on in (("--convs", args.convs), ("--dtype bfloat16", args.dtype != "float32"),
+                                 ("--train-only", args.train_only), ("--infer-only", args.infer_only)) if on]
+        if clash:
+            p.error(f"--what/--families/--all-models choose the runs themselves; drop {', '.join(clash)}")
+        if args.latency_repeats < 1:
+            p.error(f"--latency-repeats must be >= 1, got {args.latency_repeats}")
+    if sum(map(bool, (args.models, args.families, args.all_models))) > 1:
+        p.error("give one of --models, --families, --all-models")
+    if args.families:
+        fams = list(REPRESENTATIVES) if args.families == "all" else [f for f in args.families.split(",") if f]
+        unknown = [f for f in fams if f not in REPRESENTATIVES]
+        if unknown:
+            p.error(f"--families: unknown famil(ies) {', '.join(map(repr, unknown))}; choose from "
+                    f"{', '.join(REPRESENTATIVES)}")
+        names = [REPRESENTATIVES[f] for f in fams]
+    elif args.all_models:
+        names = [m for m in flaxnets.list_models() if m != "lenet5"]
+    else:
+        names = [m for m in (args.models or "regnet_x_400mf").split(",") if m]
     unknown = [m for m in names if m not in flaxnets.list_models()]
     if unknown and not args.convs:
         p.error(f"--models: unknown model name(s) {', '.join(map(repr, unknown))} "
@@ -714,7 +1011,7 @@ def main(argv=None) -> dict:
     else:
         meta["thp"] = {"flax": flaxnets.runtime.thp_active(), "torch": flaxnets.runtime.thp_active()}
     meta["isolate"] = args.isolate
-    log(f"{meta['cpu']}, {meta['cores']} cores, load {meta['loadavg_start'][0]:.1f}; "
+    log(f"{meta['cpu']}, {meta['cores']} cores ({bf16_units(meta['cpu_flags'])}), load {meta['loadavg_start'][0]:.1f}; "
         f"XLA_FLAGS={meta['XLA_FLAGS']!r}")
     command = "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.convs:
@@ -722,6 +1019,15 @@ def main(argv=None) -> dict:
                    "convs": conv_bench(args.repeats)}
         meta["loadavg_end"] = os.getloadavg()
         return _emit(results, conv_markdown(results), args)
+    if args.what:
+        results = run_suite(names, args, meta, command)
+        text = suite_markdown(results)
+        print(text)
+        if args.out:
+            write_markdown(args.out, args.tag, text)
+        if args.json:
+            _dump_json(args.json, results)
+        return results
     matmul_n = 8192 if args.device == "cuda" else 2048
     peak = matmul_peak(args.dtype, matmul_n, device=args.device)
     log("matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
@@ -761,7 +1067,9 @@ if __name__ == "__main__":
     _a = parser().parse_known_args()[0]
     if _a.same_process and _a.thp != "none":
         flaxnets.runtime.reexec_with_thp()
-    failed = [m["model"] for m in main().get("models", []) if m.get("error")]
+    _r = main()
+    failed = sorted({m["model"] for run in _r.get("runs", {"": _r}).values() for m in run.get("models", [])
+                     if m.get("error")})
     if failed:
         log(f"failed: {', '.join(failed)} (rows marked in the table)")
         sys.exit(1)

@@ -110,3 +110,241 @@ def test_xla_flag_bench_smoke(capsys):
     out = capsys.readouterr().out
     assert "with: `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`" in out
     assert "without: ``" in out
+
+
+# ----------------------------------------------------------------------------- input pipeline
+
+PIPE_ARGS = ["--files", "12", "--min-side", "80", "--max-side", "120", "--size", "32", "--batch", "4",
+             "--batches", "2", "--repeats", "1", "--workers", "0"]
+
+
+def _pipe_table(text):
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def test_input_pipeline_smoke(tmp_path, capsys):
+    """`python -m benchmarks.input_pipeline` at 0 workers on a handful of small JPEGs: the
+    table's rows, the docs block, and both sides' batches (same NHWC shape, float32)."""
+    from benchmarks import input_pipeline
+
+    docs = tmp_path / "input_pipeline.md"
+    docs.write_text("# Input pipeline\n\n<!-- bench:input-pipeline -->\nold\n<!-- /bench:input-pipeline -->\n")
+    res = input_pipeline.main(PIPE_ARGS + ["--no-augment", "--cache-dir", str(tmp_path / "cache"),
+                                           "--write-docs", str(docs)])
+    assert [r["workers"] for r in res["rows"]] == [0]
+    r = res["rows"][0]
+    assert r["flax_img_s"] > 0 and r["torch_img_s"] > 0 and r["ratio"] == r["flax_img_s"] / r["torch_img_s"]
+    assert res["shapes"]["flax"] == res["shapes"]["torch"] == {"shape": [4, 32, 32, 3], "dtype": "float32"}
+    assert res["files"] == 12 and res["augment"] is False and res["augment_note"] == "--no-augment"
+    table = _pipe_table(docs.read_text())
+    assert len(table) == 3 and table[2].startswith("| 0 | ") and len({line.count("|") for line in table}) == 1
+    assert "old" not in docs.read_text() and "off on both sides" in docs.read_text()
+    assert table[2] in capsys.readouterr().out
+    # the photographs are cached, distinct and of the requested sizes
+    files, labels = input_pipeline.list_train_files(res["root"])
+    assert len(files) == 12 and sorted(set(labels)) == list(range(10))
+    from PIL import Image
+
+    sizes = [Image.open(f).size for f in files]
+    assert all(80 <= max(s) <= 120 for s in sizes)
+    assert len({open(f, "rb").read() for f in files}) == 12
+
+
+def test_input_pipeline_torch_side_ta_wide(tmp_path, monkeypatch):
+    """With a TrivialAugmentWide op available both sides are asked for it; the torch side draws
+    torchvision's ops and magnitudes (checked against the 14-op, 31-bin space)."""
+    from benchmarks import input_pipeline
+
+    calls = []
+
+    def op(img, op_name, magnitude):
+        calls.append((op_name, magnitude))
+        return img
+
+    monkeypatch.setattr(input_pipeline, "_ta_op", lambda: op)
+    res = input_pipeline.main(PIPE_ARGS + ["--cache-dir", str(tmp_path / "cache")])
+    assert res["augment"] is True and res["shapes"]["torch"]["shape"] == [4, 32, 32, 3]
+    assert input_pipeline.flax_config(res["root"], 32, 0, True).auto_augment == "ta_wide"
+    space = input_pipeline.ta_wide_space()
+    assert len(space) == 14 and len(calls) >= 8  # (2 warm-up + 2 timed batches of 4)
+    for name, mag in calls:
+        mags, signed = space[name]
+        assert (mag == 0.0) if mags is None else (abs(mag) in mags.tolist() and (signed or mag >= 0))
+
+
+@pytest.mark.parametrize("default,expected", [("nearest", "bilinear"), (None, "PIL")])
+def test_input_pipeline_finds_train_augment_op(monkeypatch, default, expected):
+    """_ta_op: train.augment's apply_op(img, op_name, magnitude, interpolation, fill), given
+    bilinear interpolation (a string when the function's default is one, else PIL's)."""
+    import sys
+    import types
+
+    import train
+    from PIL import Image
+
+    from benchmarks import input_pipeline
+
+    got = []
+    fake = types.ModuleType("train.augment")
+    fake.apply_op = lambda img, op_name, magnitude, interpolation=default, fill=0: got.append(
+        (op_name, magnitude, interpolation, fill)) or img
+    monkeypatch.setitem(sys.modules, "train.augment", fake)
+    monkeypatch.setattr(train, "augment", fake, raising=False)
+    input_pipeline._ta_op()("img", "Rotate", -3.0)
+    want = "bilinear" if expected == "bilinear" else Image.Resampling.BILINEAR
+    assert got == [("Rotate", -3.0, want, None)]
+    del fake.apply_op
+    assert input_pipeline._ta_op() is None
+
+
+def test_input_pipeline_real_augment_op(tmp_path):
+    """After the #16 augmentations land: the torch side runs with train.augment's own op."""
+    pytest.importorskip("train.augment")
+    from benchmarks import input_pipeline
+
+    if input_pipeline._ta_op() is None:
+        pytest.fail("train.augment has no apply_op(img, op_name, magnitude, ...) for the benchmark's torch side")
+    root = input_pipeline.prepare_folder(str(tmp_path), 10, 80, 120)
+    ds = input_pipeline.TorchvisionStyleDataset(*input_pipeline.list_train_files(root), 32, augment=True)
+    for k in range(10):
+        x, _ = ds[k]
+        assert tuple(x.shape) == (3, 32, 32)
+
+
+# ----------------------------------------------------------------------------- the suite (--what)
+
+
+def _tables(text):
+    """{title line: [table lines]} of a markdown text's summary tables."""
+    out, title, cur = {}, None, None
+    for line in text.splitlines():
+        if line.startswith("**"):
+            title, cur = line, None
+        elif line.startswith("Details:"):
+            title, cur = None, None
+        elif line.startswith("|") and title is not None:
+            if cur is None:
+                cur = out.setdefault(title.split("**")[1].split(",")[0], [])
+            cur.append(line)
+    return out
+
+
+def test_bench_suite_smoke(tmp_path):
+    """--what all on lenet5 in one process: every summary table with one row, the JSON."""
+    md, js = tmp_path / "suite.md", tmp_path / "suite.json"
+    res = bench.main(["--models", "lenet5", "--what", "all", "--same-process", "--batch", "2", "--size", "32",
+                      "--repeats", "1", "--latency-repeats", "2", "--settle", "0", "--out", str(md), "--tag", "s",
+                      "--json", str(js)])
+    assert set(res["runs"]) == {"fp32", "latency", "bf16"}
+    assert res["runs"]["latency"]["batch"] == 1 and res["runs"]["bf16"]["dtype"] == "bfloat16"
+    assert len(res["runs"]["latency"]["models"][0]["rows"][0]["step_s"]) == 2
+    s = res["summary"]["lenet5"]
+    assert s["mobile"] is False and "mnas" not in s
+    for key in ("train", "infer", "bf16_train", "bf16_infer"):
+        assert s[key]["flax_img_s"] > 0 and s[key]["vs_torch"] > 0 and s[key]["vs_torch_cl"] > 0, key
+    lat = s["latency"]
+    assert lat["flax_ms"] > 0 and lat["vs_torch"] == pytest.approx(lat["torch_ms"] / lat["flax_ms"])
+    c = s["compile"]
+    assert c["train_compile_s"] > 0 and c["torch_rss_mb"] >= 0
+    assert c["xla_mb"]["temp"] > 0 and c["xla_total_mb"] == pytest.approx(
+        c["xla_mb"]["temp"] + c["xla_mb"]["argument"] + c["xla_mb"]["output"] - c["xla_mb"]["alias"])
+    text = md.read_text()
+    tables = _tables(text)
+    assert {t.split(",")[0] for t in tables} >= {"Train step", "Inference", "Latency", "bfloat16", "Compile time and memory"}
+    for title, lines in tables.items():
+        assert len(lines) == 3 and lines[2].startswith("| lenet5 |"), title
+        assert len({line.count("|") for line in lines}) == 1, lines
+    assert "Details: bf16 (batch 2, bfloat16)" in text and "| lenet5 | torch-cl train |" in text
+    assert "AMX-BF16" in text or "AVX512-BF16" in text
+    data = json.loads(js.read_text())
+    assert set(data["meta"]["cpu_flags"]) >= {"amx_bf16", "avx512_bf16"}
+    assert data["summary"]["lenet5"]["latency"]["flax_ms"] == lat["flax_ms"] and "args" not in data["runs"]["fp32"]
+
+
+def test_bench_suite_latency_mnas_objective(monkeypatch):
+    """The latency and MnasNet-objective tables of a mobile model, from given step times."""
+    rows = [{"variant": f"{v} infer", "step_s": [t / 1e3]} for v, t in (("flax", 20.0), ("torch", 30.0))]
+    results = {"command": "x", "what": ["latency"], "size": 224, "batch": 32,
+               "runs": {"latency": {"models": [{"model": "mobilenet_v3_small", "rows": rows}]}}}
+    s = bench.suite_summary(results, ["mobilenet_v3_small"])["mobilenet_v3_small"]
+    m, lat = s["mnas"], s["latency"]
+    assert s["mobile"] and m["weights"] == "IMAGENET1K_V1" and m["acc1"] == pytest.approx(67.668)
+    assert lat["flax_ms"] == pytest.approx(20.0) and lat["vs_torch"] == pytest.approx(1.5)
+    assert m["flax_objective"] == pytest.approx(67.668 * (20 / 80) ** -0.07)
+    assert m["torch_objective"] == pytest.approx(67.668 * (30 / 80) ** -0.07)
+    assert m["torch_cl_objective"] is None and lat["torch_cl_ms"] is None
+    results["summary"] = {"mobilenet_v3_small": s}
+    results["meta"] = {"cpu": "c", "cores": 2, "cpu_flags": {}, "jax": "j", "flax": "f", "torch": "t",
+                       "torch_threads": 2, "loadavg_start": (0, 0, 0), "loadavg_end": (0, 0, 0), "XLA_FLAGS": ""}
+    results["runs"]["latency"].update(dtype="float32", batch=1, matmul_peak_gflop_s={"flax": 1, "torch": 1})
+    monkeypatch.setattr(bench, "markdown", lambda run: "a\nb\ndetails\n")  # (not under test here)
+    tables = _tables(bench.suite_markdown(results))
+    assert tables["Latency"][2] == "| mobilenet_v3_small | 20.0 | 30.0 | – | 1.50× | – |"
+    assert tables["MnasNet objective"][2].startswith("| mobilenet_v3_small | IMAGENET1K_V1 | 67.668 | ")
+
+
+def test_mnas_objective_and_representatives():
+    import flaxnets
+    import netspecs
+
+    assert bench.mnas_objective(75.0, 80.0) == 75.0
+    assert bench.mnas_objective(75.0, 160.0) == pytest.approx(75.0 * 2 ** -0.07)
+    assert bench.mnas_objective(None, 10.0) is None and bench.top1("semnasnet_100")[0] is None
+    assert set(bench.REPRESENTATIVES) == set(netspecs.FAMILIES) - {"lenet"}
+    assert set(bench.REPRESENTATIVES.values()) <= set(flaxnets.list_models())
+    mobile = {n for n in bench.REPRESENTATIVES.values() if bench.is_mobile(n)}
+    assert mobile == {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mnasnet1_0", "shufflenet_v2_x1_0",
+                      "efficientnet_b0", "mobilenetv1_100", "semnasnet_100"}
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--families", "resnet,nope"], "--families: unknown"),
+    (["--what", "train,bogus"], "--what: unknown"),
+    (["--what", "all", "--dtype", "bfloat16"], "drop --dtype bfloat16"),
+    (["--families", "--models", "lenet5"], "one of --models"),
+    (["--what", "latency", "--latency-repeats", "0"], "--latency-repeats must be"),
+])
+def test_bench_suite_rejects_bad_options(capsys, argv, msg):
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert msg in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- GPU script
+
+
+def test_gpu_script_fails_fast_without_gpu(capsys):
+    """`python -m benchmarks.gpu` on a machine without a GPU stops before building a model."""
+    import jax
+
+    from benchmarks import gpu
+
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit, match="no GPU to benchmark on: jax's default backend is 'cpu'"):
+        gpu.main(["--models", "resnet50"])
+
+
+def test_gpu_script_cpu_smoke(tmp_path):
+    """The GPU script's measurement path, run on the CPU (--allow-cpu) at a tiny size."""
+    from benchmarks import gpu
+
+    md, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
+    res = gpu.main(["--allow-cpu", "--models", "lenet5,alexnet", "--dtypes", "float32", "--batch", "2",
+                    "--size", "32", "--repeats", "1", "--steps", "1", "--warmup", "0", "--budget-s", "0",
+                    "--md", str(md), "--json", str(js)])
+    rows = res["rows"]
+    assert [r["variant"] for r in rows[:3]] == ["flax train", "torch train", "torch-cl train"]
+    assert rows[3] == {"model": "alexnet", "dtype": "float32", "skipped": "skipped (--budget-s 0)"}
+    assert rows[2]["vs_torch_cl"] == 1.0 and rows[0]["flops_per_step"] > 0 and rows[0]["pct_peak"] > 0
+    table = [line for line in md.read_text().splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 4 and len({line.count("|") for line in table}) == 1, table
+    assert json.loads(js.read_text())["rows"][0]["img_s"] == rows[0]["img_s"]
+    assert set(gpu.ORDER) <= set(__import__("flaxnets").list_models())
+
+
+def test_input_pipeline_default_workers():
+    from benchmarks.input_pipeline import default_workers
+
+    assert default_workers(1) == [0, 1] and default_workers(2) == [0, 1, 2]
+    assert default_workers(12) == [0, 1, 2, 4, 8, 12] and default_workers(16) == [0, 1, 2, 4, 8, 16]
