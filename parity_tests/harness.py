@@ -374,7 +374,9 @@ def _torch_to_flax_layout(t, shape: tuple):
 def _hooked_forward(tmodel, x, paths):
     """Run `tmodel(x)` recording the outputs at `paths` (autograd kept)."""
     outs, modules = {}, dict(tmodel.named_modules())
-    handles = [modules[p].register_forward_hook(lambda mod, inp, out, p=p: outs.__setitem__(p, out))
+    # (a clone: a later in-place op, e.g. DenseNet's F.relu(features, inplace=True) after norm5,
+    # would rewrite the recorded tensor; clone keeps autograd)
+    handles = [modules[p].register_forward_hook(lambda mod, inp, out, p=p: outs.__setitem__(p, out.clone()))
                for p in paths]
     try:
         tmodel(x)
@@ -408,6 +410,10 @@ def _features_layout(fmodel, path: str, ref, x_nhwc, shape: tuple):
     return _as_flax_layout(ref, shape)
 
 
+def _flat_leaves(variables) -> dict:
+    return {k: np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
+
+
 def features_eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, seed: int = 0) -> dict:
     """float32 eval of the backbones: `create_model(name, features_only=True)` (every feature
     map) and `num_classes=0` (the pooled features), converted from the full torch checkpoint
@@ -426,10 +432,15 @@ def features_eval_parity(name: str, sizes, kwargs: dict, *, batch: int = 2, seed
         fvars, left_out = from_torch_state_dict(name, sd, features_only=True, return_left_out=True, **kw)
         pvars = from_torch_state_dict(name, sd, num_classes=0, **kw)
         res["left_out"] = left_out
+        # The features model's variables are the pooled model's, less what follows the last map:
+        # one jit runs both on the same arrays (one trunk to compile).
+        flat_f, flat_p = _flat_leaves(fvars), _flat_leaves(pvars)
+        if not set(flat_f) <= set(flat_p) or any(not np.array_equal(flat_f[k], flat_p[k]) for k in flat_f):
+            raise AssertionError(f"{name}: features_only variables are not a subset of num_classes=0's")
         x = random_input_nd(batch, size, torch.float32, seed + 2 + i, int(kw.get("in_channels", 3)))
         xf = jnp.asarray(_to_nhwc(x))
-        feats = jax.jit(lambda v, x: fmodel.apply(v, x, train=False))(fvars, xf)
-        pooled = jax.jit(lambda v, x: pmodel.apply(v, x, train=False))(pvars, xf)
+        feats, pooled = jax.jit(lambda v, x: (fmodel.apply(v, x, train=False),
+                                              pmodel.apply(v, x, train=False)))(pvars, xf)
         with torch.no_grad():
             t = _hooked_forward(tmodel, x, fmodel.feature_paths)
             t_pooled = tensor_to_numpy(_headless_forward(tmodel, x, type(fmodel).classifier))
