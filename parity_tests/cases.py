@@ -42,6 +42,7 @@ class Case:
     eval_large: bool | None = None   # None: decided by parameter count
     full_sizes: tuple | None = None  # large-tier eval sizes; None: EVAL_SIZES
     layers_at_every_size: bool = False  # eval: layer by layer at every size, not the first only
+    features_train_size: tuple | None = None  # backbone float64 train check (None: train_size)
     lengths_1d: tuple = ()           # 1-D eval lengths (empty: no 1-D parity tests)
     train_length_1d: int = ONE_D_TRAIN_LENGTH
 
@@ -55,12 +56,20 @@ OVERRIDES: dict[str, Case] = {
     # regnet_y_128gf trains at the default 64x64, not 32x32: there block4 sees 1x1 maps, train-mode
     # BN normalises 2 values per channel, and float64 gradients lose digits to that conditioning
     # (2.5e-9 measured at 32x32, 2.1e-12 at 64x64).
+    # Default-suite budget (2026-12-01, backbones added): the float64 train check by default for
+    # regnet_x/y_400mf and _800mf (X and Y blocks, SE included); the wider variants repeat them.
+    **{n: Case(train_large=True) for n in (
+        "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf",
+        "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf", "regnet_y_16gf")},
     # resnet
     # Deepest variants: float64 train check in the large tier (resnet50 / resnext50_32x4d
     # exercise the same blocks by default).
-    "resnet152": Case(train_large=True),
-    "resnext101_32x8d": Case(train_large=True),
-    "resnext101_64x4d": Case(train_large=True),
+    # Default-suite budget (2026-12-01, backbones added): the 101/152-layer variants' eval and
+    # resnet101's train check run in the large tier (resnet50 / resnext50_32x4d run their blocks).
+    "resnet101": Case(train_large=True),
+    "resnet152": Case(train_large=True, eval_large=True),
+    "resnext101_32x8d": Case(train_large=True, eval_large=True),
+    "resnext101_64x4d": Case(train_large=True, eval_large=True),
     "wide_resnet50_2": Case(train_large=True),  # (default-suite budget: resnet50's blocks, wider)
     "resnet18": Case(**ONE_D),
     # vgg
@@ -78,12 +87,15 @@ OVERRIDES: dict[str, Case] = {
     "googlenet": Case(train_size=(97, 97), kwargs=(("dropout_aux", 0.0),)),
     # inception
     # The auxiliary head (train mode) needs an input of at least 299x299.
-    "inception_v3": Case(eval_sizes=((299, 299), (107, 139)), train_size=(299, 299)),
+    # (The backbone has no auxiliary head: its float64 train check runs at the odd 107x139.)
+    "inception_v3": Case(eval_sizes=((299, 299), (107, 139)), train_size=(299, 299),
+                         features_train_size=(107, 139)),
     # densenet
     # densenet121 and densenet161 (other growth rate and stem width) keep the train check.
-    "densenet169": Case(train_large=True),
+    # densenet169/201 (densenet121's blocks, deeper): eval too in the large tier (budget, 2026-12-01).
+    "densenet169": Case(train_large=True, eval_large=True),
     "densenet161": Case(train_large=True),  # (default suite budget, 2026-12-01: densenet121 covers it)
-    "densenet201": Case(train_large=True),
+    "densenet201": Case(train_large=True, eval_large=True),
     # mobilenetv1
     # mobilenetv2
     "mobilenet_v2": Case(**ONE_D),
@@ -92,7 +104,10 @@ OVERRIDES: dict[str, Case] = {
     # mnasnet
     "mnasnet1_0": Case(**ONE_D),
     "mnasnet1_3": Case(train_large=True),  # (default-suite budget: mnasnet0_5/1_0 run its blocks)
-    # shufflenetv2
+    "mnasnet0_75": Case(train_large=True),
+    # shufflenetv2: x0_5 and x1_0 keep the train check; x1_5 / x2_0 are other widths (budget)
+    "shufflenet_v2_x1_5": Case(train_large=True),
+    "shufflenet_v2_x2_0": Case(train_large=True),
     # efficientnet
     # b5 keeps the train check for the b5-b7 BatchNorm settings (eps 1e-3, momentum 0.01);
     # v2_s for the fused-MBConv family.
@@ -101,15 +116,19 @@ OVERRIDES: dict[str, Case] = {
     # widths/depths, their float64 train checks run in the large tier; b6/b7 eval at reduced sizes.
     **{n: Case(train_large=True) for n in ("efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
                                            "efficientnet_b4")},
-    "efficientnet_b6": Case(large=True),
-    "efficientnet_b7": Case(large=True),
+    # b6/b7/v2_l (b5's / v2_m's blocks, wider and deeper): eval in the large tier only (budget).
+    "efficientnet_b6": Case(large=True, eval_large=True),
+    "efficientnet_b7": Case(large=True, eval_large=True),
+    "efficientnet_v2_l": Case(large=True, eval_large=True),
     "efficientnet_v2_m": Case(train_large=True),
     # convnext
     # convnext_tiny: eval at 224 and 199x227 + float64 train at 64x64 in the default suite;
     # small/base/large run the same blocks (other widths/depths): default suite eval at the
     # reduced sizes, full-size eval and float64 train in the large tier.
+    # base/large: eval in the large tier only (default-suite budget, 2026-12-01).
     "convnext_small": Case(large=True),
-    "convnext_base": Case(large=True),
+    "convnext_base": Case(large=True, eval_large=True),
+    "convnext_large": Case(large=True, eval_large=True),
     # maxvit
     # Built for one input size (the harness passes input_size=(h, w) per size): with 7x7
     # partitions the valid sizes are 221..224 per side (and 445..448, ...), all block grids

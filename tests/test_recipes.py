@@ -385,7 +385,9 @@ def test_recipe_run_on_digits32(tmp_path, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.err
     summary = json.loads((work / "summary.json").read_text())
-    assert summary["recipe"] == "resnet50" and summary["config"]["opt"] == "sgd" and summary["steps"] == 30
+    # the recipe's --ra-sampler: torchvision's RASampler epoch of num_train // 256 * 256 = 1280 examples
+    assert summary["config"]["ra_sampler"] and summary["config"]["ra_reps"] == 4
+    assert summary["recipe"] == "resnet50" and summary["config"]["opt"] == "sgd" and summary["steps"] == 1280 // 50
     assert summary["config"]["lr_scheduler"] == "cosineannealinglr" and summary["config"]["model_ema"]
     assert 0 <= summary["ema_test_top1"] <= 1 and 0 <= summary["test_top1"] <= 1
     assert "config (recipe resnet50): model='lenet5'" in out.out and "EMA decay" in out.out
