@@ -462,6 +462,8 @@ def features_train_parity(name: str, size, kwargs: dict, *, batch: int = 2, seed
     """float64 train mode of the features model (every feature map): the maps, the updated BN
     statistics and the gradient of a scalar loss on all maps for every backbone parameter."""
     kwargs = sized_kwargs(name, supported_kwargs(name, kwargs), size)
+    if "aux_logits" in inspect.signature(torchref.MODELS.get(name)).parameters:
+        kwargs["aux_logits"] = False  # (a train-mode torch forward would run the auxiliary heads)
     with jax.enable_x64(True):
         tmodel, _ = build_pair(name, kwargs, seed, torch.float64)
         tmodel.train()

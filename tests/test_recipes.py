@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import flaxnets
+from flaxnets.convert import _flatten, _unflatten
 import torchref
 from flaxnets import convert
 from train import main as train_main, optim, recipes
@@ -42,22 +43,11 @@ SHAPES = {"conv": {"kernel": (3, 3, 4, 6), "bias": (6,)}, "bn": {"scale": (6,), 
           "head": {"kernel": (6, 5), "bias": (5,)}, "class_token": (1, 1, 6)}
 
 
-def _flat(tree, prefix=()):
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            yield from _flat(v, prefix + (k,))
-        else:
-            yield prefix + (k,), v
+def _flat(tree):
+    return _flatten(tree).items()
 
 
-def _tree(flat: dict) -> dict:
-    out: dict = {}
-    for path, v in flat.items():
-        d = out
-        for k in path[:-1]:
-            d = d.setdefault(k, {})
-        d[path[-1]] = v
-    return out
+_tree = _unflatten
 
 
 def _torch_optimizer(name, groups, lr, momentum):
