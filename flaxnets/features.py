@@ -213,16 +213,7 @@ def _freeze(kwargs: dict):
     return tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
 
 
-@functools.lru_cache(maxsize=256)
-def _info_cached(name: str, frozen) -> tuple:
-    from flaxnets import MODELS
-
-    kwargs = dict(_KW_CACHE[(name, frozen)])
-    model = MODELS.create(name, **_classifier_kwargs(name, kwargs))
-    return tuple(_select(model, _candidates(name, model)))
-
-
-_KW_CACHE: dict = {}
+_INFO: dict = {}  # (name, knobs) -> feature list: one trace per model and knobs
 
 
 def _classifier_kwargs(name: str, kwargs: dict) -> dict:
@@ -247,9 +238,13 @@ def feature_info(name: str, **kwargs) -> list[dict]:
     kwargs.pop("features_only", None)
     if "out_indices" in kwargs:
         raise TypeError("feature_info lists every feature; out_indices selects among them in create_model")
-    frozen = _freeze(kwargs)
-    _KW_CACHE[(name, frozen)] = dict(kwargs)
-    return [dict(d) for d in _info_cached(name, frozen)]
+    key = (name, _freeze(kwargs))
+    if key not in _INFO:
+        from flaxnets import MODELS
+
+        model = MODELS.create(name, **_classifier_kwargs(name, kwargs))
+        _INFO[key] = tuple(_select(model, _candidates(name, model)))
+    return [dict(d) for d in _INFO[key]]
 
 
 def resolve_out_indices(name: str, n: int, out_indices) -> tuple[int, ...]:
