@@ -141,6 +141,7 @@ class Variant:
     faults: list = field(default_factory=list)
     dev_mem: list = field(default_factory=list)  # torch on CUDA: peak bytes allocated per step
     remote: Callable[[], dict] | None = None  # worker-process mode: one timed step over there
+    compiled: object = None         # Flax: the compiled executable (benchmarks.profile_step reads its HLO)
 
 
 def _logits(out):
@@ -224,6 +225,7 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
             jax.block_until_ready((state[0], loss))
 
         v.step = run_train
+        v.compiled = compiled
         out.append(v)
 
     if infer:
@@ -235,6 +237,7 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
         vi = Variant("flax infer", "flax", "infer", None, time.perf_counter() - t0,
                      _plain_flops(infer_fn, ev, x), _xla_bytes(compiled_i), _xla_mem(compiled_i))
         vi.step = lambda: jax.block_until_ready(compiled_i(ev, x))
+        vi.compiled = compiled_i
         out.append(vi)
     return out, classes
 

@@ -280,11 +280,33 @@ def flax_config(root: str, size: int, workers: int, augment: bool):
     return DataConfig(dataset=f"folder:{root}", image_size=size, num_workers=workers, **extra)
 
 
-def flax_stream(root, size, batch, workers, augment, seed=0):
+class _DeviceFinished:
+    """train.main's arrangement: raw uint8 batches from grain, finished (normalise, erasing) by the jitted
+    train.preprocess step on the default device; each batch waited for, so its cost is in the timing."""
+
+    def __init__(self, it, finish):
+        self.it, self.finish = it, finish
+
+    def __next__(self):
+        import jax
+
+        return jax.block_until_ready(self.finish(next(self.it)))
+
+    def close(self):
+        self.it.close()
+
+
+def flax_stream(root, size, batch, workers, augment, seed=0, mode="device"):
     from train import data
 
     cfg = flax_config(root, size, workers, augment)
-    return data.train_batches(cfg, data.get_dataset_info(cfg), global_batch_size=batch, seed=seed)
+    info = data.get_dataset_info(cfg)
+    it = data.train_batches(cfg, info, global_batch_size=batch, seed=seed, raw=mode == "device")
+    if mode == "host":
+        return it
+    import jax
+
+    return _DeviceFinished(it, jax.jit(data.finish_for(cfg, info)))
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -340,7 +362,7 @@ def measure(stream, batches: int, warmup: int, batch: int) -> dict:
 def _as_nhwc(b, framework: str) -> np.ndarray:
     if framework == "torch":
         return b[0].permute(0, 2, 3, 1).numpy()
-    return b["image"]
+    return np.asarray(b["image"])
 
 
 def run(args) -> dict:
@@ -354,9 +376,11 @@ def run(args) -> dict:
 
     results = {"rows": [], "augment": augment, "augment_note": why, "root": root, "files": len(files),
                "batch": args.batch, "batches": args.batches, "repeats": args.repeats, "size": args.size,
-               "meta": meta(torch), "shapes": {}}
-    make = {"flax": lambda w: flax_stream(root, args.size, args.batch, w, augment),
-            "torch": lambda w: torch_stream(files, labels, args.size, args.batch, w, augment)}
+               "meta": meta(torch), "shapes": {},
+               "flax_modes": list(args.flax_modes)}
+    make = {f"flax_{m}": (lambda w, m=m: flax_stream(root, args.size, args.batch, w, augment, mode=m))
+            for m in args.flax_modes}
+    make["torch"] = lambda w: torch_stream(files, labels, args.size, args.batch, w, augment)
     got = {(fw, w): [] for w in args.workers for fw in make}
     for r in range(args.repeats):
         for w in args.workers:
@@ -376,7 +400,9 @@ def run(args) -> dict:
             pc = [m["per_core_img_s"] for m in ms if m["per_core_img_s"]]
             row[f"{fw}_per_core_img_s"] = statistics.median(pc) if pc else None
             row[f"{fw}_cores_busy"] = statistics.median(m["cores_busy"] for m in ms)
-        row["ratio"] = row["flax_img_s"] / row["torch_img_s"]
+        for fw in make:
+            if fw != "torch":
+                row[f"{fw}_ratio"] = row[f"{fw}_img_s"] / row["torch_img_s"]
         results["rows"].append(row)
     results["meta"]["loadavg_end"] = os.getloadavg()
     return results
@@ -408,23 +434,31 @@ def markdown(res: dict, command: str) -> str:
         f"normalise, batch {res['batch']}; img/s over {res['batches']} batches after warm-up, median of "
         f"{res['repeats']} interleaved rounds. Per-core = images per CPU-second of the process tree "
         f"(main process, threads and workers). flax: `train.data.train_batches` (grain; 0 workers = "
-        f"in-process, 2 reader threads); torch: `DataLoader` + torchvision's PIL-backend train preset, "
+        f"in-process, 2 reader threads): *uint8 + device finish* is what `python -m train.main` runs (uint8 "
+        f"batches and erasing boxes from grain, normalise + erase by the jitted `train.preprocess` step on "
+        f"the default device, here the same CPU, waited for each batch), *host float32* normalises and "
+        f"erases in grain's workers; torch: `DataLoader` + torchvision's PIL-backend train preset, "
         f"op for op (benchmarks/input_pipeline.py).", "",
-        "| workers | flax img/s | torch img/s | flax / torch | flax per-core img/s | torch per-core img/s "
-        "| flax cores busy | torch cores busy |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    cols = [f"flax_{m}" for m in res["flax_modes"]] + ["torch"]
+    label = {"flax_device": "flax (uint8 + device finish)", "flax_host": "flax (host float32)", "torch": "torch"}
+    lines += ["| workers | " + " | ".join(f"{label[c]} img/s" for c in cols) + " | "
+              + " | ".join(f"{label[c]} / torch" for c in cols[:-1]) + " | "
+              + " | ".join(f"{label[c]} per-core" for c in cols) + " | "
+              + " | ".join(f"{label[c]} cores busy" for c in cols) + " |",
+              "|---:" * (1 + 4 * len(cols) - 1) + "|"]
     for r in res["rows"]:
-        lines.append(f"| {r['workers']} | {r['flax_img_s']:.1f} | {r['torch_img_s']:.1f} | {r['ratio']:.2f}× | "
-                     f"{_f(r['flax_per_core_img_s'])} | {_f(r['torch_per_core_img_s'])} | "
-                     f"{r['flax_cores_busy']:.2f} | {r['torch_cores_busy']:.2f} |")
-    pcs = {fw: [r[f"{fw}_per_core_img_s"] for r in res["rows"] if r[f"{fw}_per_core_img_s"]] for fw in ("flax", "torch")}
+        lines.append(f"| {r['workers']} | " + " | ".join(f"{r[c + '_img_s']:.1f}" for c in cols) + " | "
+                     + " | ".join(f"{r[c + '_ratio']:.2f}×" for c in cols[:-1]) + " | "
+                     + " | ".join(_f(r[c + "_per_core_img_s"]) for c in cols) + " | "
+                     + " | ".join(f"{r[c + '_cores_busy']:.2f}" for c in cols) + " |")
+    pcs = {c: [r[f"{c}_per_core_img_s"] for r in res["rows"] if r[f"{c}_per_core_img_s"]] for c in cols}
     if all(pcs.values()):
-        f, t = statistics.median(pcs["flax"]), statistics.median(pcs["torch"])
+        f, t = statistics.median(pcs[cols[0]]), statistics.median(pcs["torch"])
         lines += ["", f"Sizing a GPU host: about **{f:.0f} img/s per core** with flaxnets' pipeline "
-                      f"({t:.0f} with torch's), median over the worker counts above; a GPU training at "
-                      f"N img/s needs about N / {f:.0f} cores for this augmentation (e.g. 3000 img/s: "
-                      f"{math.ceil(3000 / f)} cores), plus the training process's own."]
+                      f"({label[cols[0]]}; {t:.0f} with torch's), median over the worker counts above; a GPU "
+                      f"training at N img/s needs about N / {f:.0f} cores for this augmentation (e.g. 3000 "
+                      f"img/s: {math.ceil(3000 / f)} cores), plus the training process's own."]
     return "\n".join(lines) + "\n"
 
 
@@ -442,6 +476,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="no TrivialAugmentWide / RandomErasing on either side")
     p.add_argument("--write-docs", nargs="?", const=DOCS, default=None, metavar="PATH",
                    help=f"write the table into PATH's <!-- bench:input-pipeline --> block (default {DOCS})")
+    p.add_argument("--flax-modes", default="device,host",
+                   help="flax variants: device (uint8 batches, normalise/erase in a jitted step, as train.main), "
+                        "host (float32 batches from the workers)")
     p.add_argument("--json")
     return p
 
@@ -458,6 +495,9 @@ def default_workers(cores: int) -> list[int]:
 def main(argv=None) -> dict:
     p = parser()
     args = p.parse_args(argv)
+    args.flax_modes = [m for m in args.flax_modes.split(",") if m]
+    if not args.flax_modes or set(args.flax_modes) - {"device", "host"}:
+        p.error(f"--flax-modes: expected a comma-separated subset of device,host, got {args.flax_modes}")
     args.workers = ([int(w) for w in args.workers.split(",") if w != ""] if args.workers
                     else default_workers(cpu_count()))
     for opt, low in (("files", CLASSES), ("batch", 1), ("batches", 1), ("repeats", 1), ("size", 1)):

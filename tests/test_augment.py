@@ -326,23 +326,6 @@ def test_mixup_cutmix_draws(alpha):
 # ----------------------------------------------------------------------------- the pipeline
 
 
-@pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory):
-    from sklearn.datasets import load_sample_images
-
-    root = tmp_path_factory.mktemp("photos")
-    ims = load_sample_images().images
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 8), ("val", 3)):
-        for c in range(2):
-            os.makedirs(root / split / f"c{c}")
-            for k in range(n):
-                im = ims[(k + c) % 2]
-                y, x = rng.integers(0, 250), rng.integers(0, 400)
-                Image.fromarray(im[y:y + 90 + 7 * k, x:x + 80]).save(root / split / f"c{c}" / f"{k}.jpg")
-    return f"folder:{root}"
-
-
 def _take(cfg, info, n, **kw):
     it = data.train_batches(cfg, info, global_batch_size=4, seed=3, **kw)
     try:

@@ -133,8 +133,9 @@ def test_input_pipeline_smoke(tmp_path, capsys):
                                            "--write-docs", str(docs)])
     assert [r["workers"] for r in res["rows"]] == [0]
     r = res["rows"][0]
-    assert r["flax_img_s"] > 0 and r["torch_img_s"] > 0 and r["ratio"] == r["flax_img_s"] / r["torch_img_s"]
-    assert res["shapes"]["flax"] == res["shapes"]["torch"] == {"shape": [4, 32, 32, 3], "dtype": "float32"}
+    for m in ("flax_device", "flax_host"):
+        assert r[f"{m}_img_s"] > 0 and r["torch_img_s"] > 0 and r[f"{m}_ratio"] == r[f"{m}_img_s"] / r["torch_img_s"]
+        assert res["shapes"][m] == res["shapes"]["torch"] == {"shape": [4, 32, 32, 3], "dtype": "float32"}
     assert res["files"] == 12 and res["augment"] is False and res["augment_note"] == "--no-augment"
     table = _pipe_table(docs.read_text())
     assert len(table) == 3 and table[2].startswith("| 0 | ") and len({line.count("|") for line in table}) == 1
@@ -348,3 +349,43 @@ def test_input_pipeline_default_workers():
 
     assert default_workers(1) == [0, 1] and default_workers(2) == [0, 1, 2]
     assert default_workers(12) == [0, 1, 2, 4, 8, 12] and default_workers(16) == [0, 1, 2, 4, 8, 16]
+
+
+def test_profile_step_smoke(capsys):
+    """`python -m benchmarks.profile_step` on lenet5 (batch 2, 32x32): every Flax thunk it times is an
+    instruction of the compiled step, attributed to a torch module class (LeNet-5's Conv2d / Linear
+    layers appear, forward and backward), and torch's operators are listed."""
+    from benchmarks import profile_step
+
+    res = profile_step.main(["--model", "lenet5", "--batch", "2", "--size", "32", "--steps", "2", "--top", "5"])
+    ops = res["flax_ops"]
+    assert ops and all(r["ms"] > 0 and r["opcode"] for r in ops)
+    kinds = {(r["kind"], r["pass"]) for r in res["flax_by_kind"]}
+    assert any(k.startswith("Conv2d[") and p == "fwd" for k, p in kinds)
+    assert any(k.startswith("Conv2d[") and p == "bwd" for k, p in kinds)
+    assert ("Linear", "fwd") in kinds
+    assert any(r["op"].startswith("aten::") for r in res["torch_ops"])
+    assert res["step_ms"]["flax"] > 0 and res["step_ms"]["torch"] > 0
+    out = capsys.readouterr().out
+    assert "Flax by torch module class and pass:" in out and "torch operators (self CPU):" in out
+    with pytest.raises(SystemExit):
+        profile_step.main(["--model", "no_such_model"])
+
+
+def test_profile_step_attribution():
+    from benchmarks import profile_step
+
+    assert profile_step.module_path("jit(train_step)/transpose(jvp(ConvNeXt))/features/1/0/block/0/mul") == \
+        ("features.1.0.block.0", True)
+    assert profile_step.module_path("jit(infer)/ConvNeXt/classifier/2/dot_general") == \
+        ("ConvNeXt.classifier.2", False)
+    kinds = {"features": "Sequential", "features.1.0.block.0": "Conv2d[dw 7x7]"}
+    assert profile_step.kind_of("features.1.0.block.0.while.body", kinds) == "Conv2d[dw 7x7]"
+    assert profile_step.kind_of("features.9", kinds) == "Sequential"
+    assert profile_step.kind_of("", kinds) == "(top)"
+    assert profile_step.kind_of("ConvNeXt.features.1.0.block.0", kinds) == "Conv2d[dw 7x7]"
+    insts = profile_step.hlo_instructions(
+        '  %fusion.3 = f32[2]{0} fusion(%p), kind=kLoop, metadata={op_name="jit(f)/a/b/add"}\n'
+        '  ROOT %dot.1 = f32[2]{0} dot(%x, %y), metadata={op_name="jit(f)/c/dot_general"}\n'
+        '  %p = f32[2]{0} parameter(0)\n')
+    assert insts == {"fusion.3": ("fusion", "jit(f)/a/b/add"), "dot.1": ("dot", "jit(f)/c/dot_general")}

@@ -56,6 +56,10 @@ CASES = [
     ("depthwise_mult2", 2, 8, 9, 3, 6, (3, 3), 1, 1, ((1, 1), (1, 1)), 3),
     ("depthwise_7x1_pad0", 2, 9, 7, 4, 4, (7, 1), 1, 1, ((0, 0), (0, 0)), 4),
     ("depthwise_bigpad", 1, 7, 7, 4, 4, (3, 3), 3, 1, ((4, 1), (1, 3)), 4),
+    # 7x7 (DW_LOOP_MIN_TAPS): a fori_loop over batch chunks (12: 2 chunks of 6; 14: 2 of 7; 10: 2 of 5)
+    ("depthwise7x7_loop", 12, 9, 10, 5, 5, (7, 7), 1, 1, ((3, 3), (3, 3)), 5),
+    ("depthwise7x7_loop_s2_mult2", 14, 11, 8, 3, 6, (7, 7), 2, 1, ((3, 2), (1, 3)), 3),
+    ("depthwise7x7_loop_dil2", 10, 13, 13, 4, 4, (7, 7), 1, 2, ((6, 6), (6, 6)), 4),
 ]
 
 

@@ -21,7 +21,10 @@ which is not a model input.
 Batches are built with grain (``MapDataset`` over step numbers, one element
 per local batch) and come out as NHWC float32 numpy, normalised as
 torchvision's ``ToDtype(float32, scale=True)`` + ``Normalize`` (ImageNet
-mean/std). Train augmentation follows torchvision's ``ClassificationPresetTrain``
+mean/std); with ``train_batches(..., raw=True)`` (what ``python -m train.main``
+uses) train batches stop at uint8 and carry the RandomErasing / MixUp-CutMix
+draws, and ``train.preprocess.DeviceFinish`` (``finish_for``) completes them in
+the jitted train step, bit for bit the same float32 batch. Train augmentation follows torchvision's ``ClassificationPresetTrain``
 (references/classification/presets.py, PIL backend): RandomResizedCrop
 (``train_crop_size``, ``interpolation``; crop, then resize) + flip for
 ImageNet-like data (images larger than 64 px), pad-4 random crop + flip for
@@ -471,7 +474,7 @@ class _BatchReader:
 
     def __init__(self, r: _Resolved, split: str, image_size: int, seed: int, global_batch: int,
                  process_index: int, process_count: int, train: bool, cfg: DataConfig | None = None,
-                 epoch_size: int | None = None):
+                 epoch_size: int | None = None, raw: bool = False):
         cfg = cfg or DataConfig()
         eval_transform = cfg.eval_transform
         self.open_split, self.split, self.size = r.open_split, split, image_size
@@ -499,6 +502,7 @@ class _BatchReader:
         self.seed, self.global_batch, self.train = seed, global_batch, train
         self.local = global_batch // process_count
         self.offset = process_index * self.local
+        self.raw = raw and train  # uint8 images + the draws of normalise/erase/mix (train.preprocess)
         self._source = None
 
     def __getstate__(self):
@@ -525,7 +529,7 @@ class _BatchReader:
             epoch, pos = divmod(step, self.epoch_size // self.global_batch)
             start = pos * self.global_batch + self.offset
             rows = np.arange(start, start + self.local)
-            if self.mix and self.local < self.global_batch:  # partner = previous row of the global batch
+            if self.mix and self.local < self.global_batch and not self.raw:  # partner: previous global row
                 rows = np.concatenate([[pos * self.global_batch + (self.offset - 1) % self.global_batch], rows])
                 extra = 1
             order, reps = self._order(epoch)
@@ -543,10 +547,22 @@ class _BatchReader:
             else:  # left out of the metrics (mask 0)
                 blank = {"image": np.zeros((self.size, self.size, 3), np.uint8), "label": 0}
                 records = [r if r is not None else blank for r in records]
-        images = self._augment(records, keys) if self.train else self._eval(records)
         labels = np.array([r["label"] for r in records], np.int32)
+        boxes = None
+        if self.train:
+            images, boxes = self._augment(records, keys)
+        else:
+            images = self._eval(records)
+        if self.raw:
+            batch = {"image": images, "label": labels, **self._raw_draws(boxes, len(labels), step)}
+            if self.skip_bad:
+                batch["skipped"] = np.array(len(valid) - int(valid.sum()), np.int32)
+            return batch
         if images.dtype != np.float32:  # (an eval transform normalises itself)
             images = _normalize(images, self.mean, self.std)
+        if boxes is not None:
+            for x, box in zip(images, boxes):
+                augment.erase(x, box)
         if self.mix:  # torchvision's collate_fn: RandomChoice([MixUp, CutMix]) on the (global) batch
             images, labels = augment.mix_batch(images, labels, self.num_classes, self._mix_params(step))
             images, labels, valid = images[extra:], labels[extra:], valid[extra:]
@@ -562,6 +578,21 @@ class _BatchReader:
             batch["skipped"] = np.array(len(valid) - int(valid.sum()), np.int32)  # not a model input: pop it
         return batch
 
+    def _raw_draws(self, boxes: list | None, n: int, step: int) -> dict[str, np.ndarray]:
+        """The raw batch's erase boxes and the step's MixUp/CutMix draws (train.preprocess.raw_extras)."""
+        from train import preprocess
+
+        out = {}
+        if self.random_erase > 0:
+            out["erase"] = np.array([b if b is not None else (0, 0, 0, 0) for b in boxes], np.int32).reshape(n, 4)
+        if self.mix:
+            p = self._mix_params(step)
+            kind = preprocess.MIXUP if p["kind"] == "mixup" else preprocess.CUTMIX
+            out["mix_kind"] = np.full(n, kind, np.int32)
+            out["mix_w"] = np.tile(np.array([p["lam"], 1.0 - p["lam"]], np.float32), (n, 1))
+            out["mix_box"] = np.tile(np.array(p.get("box", (0, 0, 0, 0)), np.int32), (n, 1))
+        return out
+
     def _substitute(self, i: int) -> dict:
         for k in range(1, self.n):
             r = self._source[(i + k) % self.n]
@@ -576,9 +607,10 @@ class _BatchReader:
             return np.stack([self.eval_tf(r["image"]) for r in records])
         return np.stack([_resize(r["image"], self.size, self.interpolation) for r in records])
 
-    def _augment(self, records: list[dict], keys: list[list[int]]) -> np.ndarray:
-        """ClassificationPresetTrain: crop, flip, auto-augment policy, normalise, random erasing; each example
-        from its own generator (seeded by (seed, epoch, index[, repetition]))."""
+    def _augment(self, records: list[dict], keys: list[list[int]]) -> tuple[np.ndarray, list | None]:
+        """ClassificationPresetTrain up to normalisation: crop, flip, auto-augment policy (uint8 NHWC), and the
+        random erasing boxes (None: erasing off); each example from its own generator (seeded by (seed, epoch,
+        index[, repetition]))."""
         rngs = [np.random.default_rng(k) for k in keys]
         flips = np.array([self.hflip and rng.random() < 0.5 for rng in rngs])
         if self.small:
@@ -593,11 +625,10 @@ class _BatchReader:
                 out.append(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img))
         if self.policy is not None:
             out = [np.asarray(self.policy(Image.fromarray(a), rng)) for a, rng in zip(out, rngs)]
-        images = _normalize(np.stack(out), self.mean, self.std)
+        boxes = None
         if self.random_erase > 0:
-            for x, rng in zip(images, rngs):
-                augment.erase(x, augment.random_erasing_box(rng, self.size, self.size, self.random_erase))
-        return images
+            boxes = [augment.random_erasing_box(rng, self.size, self.size, self.random_erase) for rng in rngs]
+        return np.stack(out), boxes
 
 
 def _check_batch(global_batch_size: int, process_index: int, process_count: int) -> None:
@@ -636,17 +667,40 @@ def steps_per_epoch(info: DatasetInfo, global_batch_size: int) -> int:
 
 
 def train_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, seed: int, start_step: int = 0,
-                  process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+                  process_index: int = 0, process_count: int = 1, raw: bool = False) -> Iterator[dict]:
     """Infinite stream of local train batches {"image": f32 [L,H,W,3], "label": i32 [L]}, from step ``start_step``;
     with mixup/cutmix "label" is f32 [L, num_classes] (soft labels summing to 1).
+
+    ``raw=True``: {"image": uint8 [L,H,W,3], "label": i32 [L]} plus the draws of the steps after the uint8
+    augmentations (``train.preprocess.raw_extras``), which ``train.preprocess.DeviceFinish`` (``finish_for``)
+    applies on the device to the global batch, giving bit for bit the ``raw=False`` batch.
 
     ``close()`` the iterator to stop grain's worker processes before it is garbage collected.
     """
     _check_batch(global_batch_size, process_index, process_count)
     steps_per_epoch(info, global_batch_size)
     reader = _BatchReader(_resolve(cfg), info.train_split, info.image_size, seed, global_batch_size,
-                          process_index, process_count, train=True, cfg=cfg, epoch_size=info.epoch_size)
+                          process_index, process_count, train=True, cfg=cfg, epoch_size=info.epoch_size, raw=raw)
     return _iterate(cfg, grain.MapDataset.range(start_step, sys.maxsize), reader)
+
+
+def finish_for(cfg: DataConfig, info: DatasetInfo):
+    """The ``train.preprocess.DeviceFinish`` that completes this config's ``train_batches(raw=True)``."""
+    from train import preprocess
+
+    mean, std = (tuple(cfg.eval_transform.mean), tuple(cfg.eval_transform.std)) if cfg.eval_transform is not None \
+        else (IMAGENET_MEAN, IMAGENET_STD)
+    return preprocess.DeviceFinish(mean, std, num_classes=cfg.num_classes or info.num_classes,
+                                   erase=cfg.random_erase > 0, mix=cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0)
+
+
+def raw_batch_spec(cfg: DataConfig, info: DatasetInfo, n: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """{key: (shape, dtype)} of a raw train batch of n rows (for tracing the train step before data flows)."""
+    from train import preprocess
+
+    f = finish_for(cfg, info)
+    s = info.image_size
+    return {"image": ((n, s, s, 3), np.uint8), "label": ((n,), np.int32), **preprocess.raw_extras(n, f.erase, f.mix)}
 
 
 def eval_batches(cfg: DataConfig, info: DatasetInfo, *, global_batch_size: int, process_index: int = 0,

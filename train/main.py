@@ -238,11 +238,11 @@ def run(cfg: TrainConfig) -> dict:
     compile_seconds, pool, train_future = {}, concurrent.futures.ThreadPoolExecutor(1), None
     if not cfg.eval_only and (latest or 0) < total:
         # Traced here, compiled in a thread while the state is initialised and eval compiles.
+        # Batches arrive as uint8 + augmentation draws; normalise/erase/MixUp-CutMix run in the step.
         scfg = steps.StepConfig(cfg.label_smoothing, cfg.grad_accum, cfg.ema_decay, cfg.seed, tv_ema=ema_cfg,
-                                train_mode=not cfg.freeze_backbone)
-        soft = num_classes if cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0 else 0  # mixed labels: (B, K) floats
+                                train_mode=not cfg.freeze_backbone, preprocess=data.finish_for(dcfg, info))
         lowered = steps.lower_train(model, tx, scfg, mesh, abstract_state,
-                                    steps.abstract_batch(mesh, cfg.batch_size, (size, size, 3), soft_labels=soft))
+                                    steps.abstract_spec(mesh, data.raw_batch_spec(dcfg, info, cfg.batch_size)))
         train_future = pool.submit(steps.compile_timed, lowered)
     t = time.perf_counter()
     if latest is not None:
@@ -284,7 +284,7 @@ def run(cfg: TrainConfig) -> dict:
     results = None
     if not cfg.eval_only:
         it = data.train_batches(dcfg, info, global_batch_size=cfg.batch_size, seed=cfg.seed, start_step=start_step,
-                                process_index=jax.process_index(), process_count=jax.process_count())
+                                process_index=jax.process_index(), process_count=jax.process_count(), raw=True)
         step = start_step
         try:
             while step < total:

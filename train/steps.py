@@ -5,7 +5,9 @@ weight decay live in the optax chain, train/optim.py), then the EMA update (torc
 `StepConfig.tv_ema`, else the per-step one), optionally as
 `grad_accum` sequential micro-batches (gradients averaged, BatchNorm statistics updated
 once per micro-batch, as a torch loop with accumulation does). Dropout keys derive from
-(seed, step, micro-batch), so a resumed run replays exactly.
+(seed, step, micro-batch), so a resumed run replays exactly. With `StepConfig.preprocess`
+(`train.preprocess.DeviceFinish`) the step takes the input pipeline's raw uint8 batch and first
+finishes it on the device: normalisation, RandomErasing, MixUp/CutMix over the global batch.
 
 `compile_steps` jits both over a 1-D ("data",) mesh: batches split on "data", the state
 replicated (and donated). Under jit, BatchNorm's batch statistics are global over devices
@@ -35,6 +37,7 @@ class StepConfig:
     seed: int = 0
     tv_ema: optim.TvEma | None = None   # torchvision's EMA (--model-ema) instead of the per-step one
     train_mode: bool = True             # False (--freeze-backbone): the forward runs in eval mode
+    preprocess: Callable | None = None  # raw batch -> model batch on the device (train.preprocess.DeviceFinish)
 
 
 def _loss_and_updates(model, train_mode, params, batch_stats, images, labels, key, label_smoothing):
@@ -51,6 +54,8 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
     """One update. Returns the new state and {"loss": mean loss, "top1": accuracy} of the batch."""
     key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
     grad_fn = jax.value_and_grad(functools.partial(_loss_and_updates, model, cfg.train_mode), has_aux=True)
+    if cfg.preprocess is not None:  # the global batch: MixUp's partner rows may live on other devices
+        batch = cfg.preprocess(batch)
     images, labels = batch["image"], batch["label"]
     if cfg.grad_accum == 1:
         (loss, (correct, batch_stats)), grads = grad_fn(state.params, state.batch_stats, images, labels,
@@ -137,6 +142,12 @@ def abstract_batch(mesh: Mesh, n: int, image_shape: tuple, with_mask: bool = Fal
     if with_mask:
         b["mask"] = jax.ShapeDtypeStruct((n,), jnp.float32)
     return abstract(b, NamedSharding(mesh, P("data")))
+
+
+def abstract_spec(mesh: Mesh, spec: dict) -> dict:
+    """Abstract batch sharded on "data" from {key: (shape, dtype)} (train.data.raw_batch_spec)."""
+    return abstract({k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()},
+                    NamedSharding(mesh, P("data")))
 
 
 def lower_train(model, tx, cfg: StepConfig, mesh: Mesh, abstract_state: TrainState, batch: dict):
