@@ -139,8 +139,8 @@ def run(args) -> dict:
 
     train, infer = args.mode == "train", args.mode == "infer"
     fv, classes = bench.flax_variants(args.model, args.batch, args.size, args.dtype, train=train, infer=infer)
-    [tv] = [v for v in bench.torch_variants(args.model, args.batch, args.size, args.dtype, classes,
-                                            channels_last=False, train=train, infer=infer)]
+    [tv] = bench.torch_variants(args.model, args.batch, args.size, args.dtype, classes,
+                                channels_last=False, train=train, infer=infer)
     [fv] = fv
     for v in (fv, tv):
         for _ in range(2):

@@ -378,8 +378,9 @@ def _depthwise_forward(x, w, stride, padding, dilation):
 # block's residual add, layer scale, ...) into the 49-tap loop, or YNNPACK takes the taps into its
 # fusion with the following LayerNorm and materialises every shifted window and broadcast weight;
 # a loop's operands are materialised once. convnext_tiny, batch 16: train step 3854 -> 3530 ms,
-# inference 1307 -> 820 ms (separate processes); the kernel gradient runs per image (below). Mobile nets' 3x3/5x5 kernels measured no train gain and slower
-# inference (mobilenet_v3_large 170 -> 217 ms), so they keep the plain fused form.
+# inference 1307 -> 820 ms (separate processes); the kernel gradient runs per image (below).
+# Mobile nets' 3x3/5x5 kernels measured no train gain and slower inference (mobilenet_v3_large
+# 170 -> 217 ms), so they keep the plain fused form.
 DW_LOOP_MIN_TAPS = 49
 DW_CHUNK = 8
 
@@ -434,8 +435,9 @@ def _depthwise_bwd(stride, padding, dilation, res, g):
 
 
 def _depthwise_grads(stride, padding, dilation, x, w, g, which="xw", cast=True):
-    """(dx, dw) of the depthwise conv; ``which`` "x" / "w" leaves the other None. ``cast=False``: dw stays in
-    the accumulation dtype (summed over chunks by the caller)."""
+    """(dx, dw) of the depthwise conv. ``which``: "xw" both; "x" only dx (dw None); "w_reduce" only dw, one
+    reduction per tap (for the per-image loop; dx None). ``cast=False``: dw stays in the accumulation dtype
+    (summed over chunks by the caller)."""
     kh, kw, _, cout = w.shape
     n, h, wd, c = x.shape
     m = cout // c
