@@ -9,6 +9,16 @@ stochastic depth off. Tiers (`pytest -m large` runs the large one):
   (their float64 gradient compile is the costliest part of the default suite).
 - `eval_large` (default: above HUGE_PARAMS, i.e. regnet_y_128gf): eval too is large-tier only
   (its eval alone peaks at 9.3 GB resident, two at once overflow a 24 GB CI machine).
+- `features_train_large`: the family representative's backbone float64 train check
+  (test_features_train) runs in the large tier. Set where the same model's test_train already
+  runs its float64 forward and gradients by default and the backbone machinery (intercepted
+  forward, early stop, the gradient set) is covered by the families that keep the check.
+
+Default-suite budget (2026-12-02): the suite took 40 min on the 2-core machine (CI: 46 min with
+the install); these moves, marked "budget 12-02" below, take out the costliest repeats: the
+backbone float64 check where the model's own train check runs, train checks of a family's
+other widths/depths, and evals of the widest/deepest variants whose blocks a smaller sibling
+runs. Every moved check still runs in `pytest -m large`.
 
 1-D builds (`spatial_dims=1`, (N, L, C) input): a model with `lengths_1d` also gets
 `test_eval_1d` (float32 logits and layer by layer at every length) and `test_train_1d`
@@ -43,6 +53,7 @@ class Case:
     full_sizes: tuple | None = None  # large-tier eval sizes; None: EVAL_SIZES
     layers_at_every_size: bool = False  # eval: layer by layer at every size, not the first only
     features_train_size: tuple | None = None  # backbone float64 train check (None: train_size)
+    features_train_large: bool = False  # family representative's backbone float64 check: large tier
     lengths_1d: tuple = ()           # 1-D eval lengths (empty: no 1-D parity tests)
     train_length_1d: int = ONE_D_TRAIN_LENGTH
 
@@ -183,6 +194,32 @@ OVERRIDES: dict[str, Case] = {
        for n in ("semnasnet_050", "semnasnet_075", "semnasnet_140")},
     "semnasnet_100": Case(layers_at_every_size=True, **ONE_D),
 }
+
+
+
+def _budget(names, **fields) -> None:
+    """Default-suite budget moves over the family blocks above (fields replaced, others kept)."""
+    for n in names:
+        OVERRIDES[n] = dataclasses.replace(OVERRIDES.get(n, Case()), **fields)
+
+
+# Default-suite budget (2026-12-02; see the module docstring). Backbone float64 check in the
+# large tier where the representative's own float64 train check runs by default; the families
+# that keep it (resnet18, regnet_y_400mf, vgg11, alexnet, squeezenet1_1, lenet5,
+# mobilenet_v1_0_25, shufflenet_v2_x0_5, darknet17, ese_vovnet19b_dw, mobilenetv1_100, vit_b_32)
+# cover every feature rule (every candidate, last per resolution, ViT's token map).
+_budget(("densenet121", "maxvit_t", "convnext_tiny", "efficientnet_b0", "mnasnet0_5", "mobilenet_v3_small",
+         "mobilenet_v2", "semnasnet_100", "googlenet", "inception_v3", "swin_t"), features_train_large=True)
+# Train checks of other widths / depths of blocks a sibling trains by default: resnet18 (basic
+# blocks), regnet_x/y_400mf, mobilenet_v1_0_25, mnasnet0_5, shufflenet_v2_x0_5, mobilenet_v3_small.
+_budget(("resnet34", "regnet_x_800mf", "regnet_y_800mf", "mobilenet_v1", "mobilenet_v1_0_5", "mobilenet_v1_0_75",
+         "mnasnet1_0", "shufflenet_v2_x1_0", "mobilenet_v3_large"), train_large=True)
+# Eval of the widest / deepest variants in the large tier (at full size): their blocks run in
+# the default suite's eval of regnet_x/y_400mf..3_2gf, wide_resnet50_2, efficientnet_b0..b3/b5,
+# efficientnet_v2_s, vgg11/vgg11_bn, convnext_tiny.
+_budget(("regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf", "regnet_y_8gf", "regnet_y_16gf", "regnet_y_32gf",
+         "wide_resnet101_2", "efficientnet_b4", "efficientnet_v2_m", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
+         "vgg19", "vgg19_bn", "convnext_small"), eval_large=True)
 
 
 def case(name: str) -> Case:

@@ -207,7 +207,8 @@ def test_features_large(name):
     _check_features(name)
 
 
-@pytest.mark.parametrize("name", sorted(representatives()))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.large) if cases.case(n).features_train_large
+                                  else n for n in sorted(representatives())])
 def test_features_train(name):
     """float64 train mode through a loss on every feature map: maps, BN statistics, every
     backbone parameter's gradient."""
