@@ -15,7 +15,7 @@ stochastic depth off. Tiers (`pytest -m large` runs the large one):
   forward, early stop, the gradient set) is covered by the families that keep the check.
 
 Default-suite budget (2026-12-02): the suite took 40 min on the 2-core machine (CI: 46 min with
-the install); these moves, marked "budget 12-02" below, take out the costliest repeats: the
+the install); the `_budget` moves at the end of OVERRIDES take out the costliest repeats: the
 backbone float64 check where the model's own train check runs, train checks of a family's
 other widths/depths, and evals of the widest/deepest variants whose blocks a smaller sibling
 runs. Every moved check still runs in `pytest -m large`.
@@ -194,7 +194,6 @@ OVERRIDES: dict[str, Case] = {
        for n in ("semnasnet_050", "semnasnet_075", "semnasnet_140")},
     "semnasnet_100": Case(layers_at_every_size=True, **ONE_D),
 }
-
 
 
 def _budget(names, **fields) -> None:
