@@ -31,6 +31,7 @@ The "2d" in the names is torch's 2-D class each mirrors by default.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -86,19 +87,45 @@ def spatial_mean(x, keepdims: bool = False):
 
 
 # ----------------------------------------------------------------------------- activations
+# Derivatives by comparison with the bounds, never by equality with the result. jnp.maximum and
+# jnp.clip differentiate as `x == max(x, 0)`; XLA:CPU may compute x twice (in the forward fusion
+# and again inside a backward fusion) with different rounding, the equality then fails, and a
+# positive input gets derivative 0 (measured: googlenet conv1's gradients off by up to 2.6x
+# once max pooling's gradient fused with its BN; docs/benchmarks.md). torch differentiates
+# relu as threshold_backward (grad where x > 0) and clamps as hardtanh_backward (lo < x < hi).
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def clamp(x, lo: float, hi: float):
+    """torch.clamp(x, lo, hi) with hardtanh's gradient: 1 strictly inside (lo, hi), else 0."""
+    return jnp.clip(x, lo, hi)
+
+
+@clamp.defjvp
+def _clamp_jvp(lo, hi, primals, tangents):
+    (x,), (t,) = primals, tangents
+    return clamp(x, lo, hi), jnp.where((x > lo) & (x < hi), t, jnp.zeros_like(t))
+
+
+@jax.custom_jvp
 def relu(x):
+    """torch.relu; its gradient is 1 where x > 0, else 0 (0 at x == 0, as torch)."""
     return jnp.maximum(x, 0)
 
 
+@relu.defjvp
+def _relu_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return relu(x), jnp.where(x > 0, t, jnp.zeros_like(t))
+
+
 def relu6(x):
-    return jnp.clip(x, 0, 6)
+    return clamp(x, 0, 6)
 
 
 @jax.custom_vjp
 def hardsigmoid(x):
     """torch's hardsigmoid, including its backward: the slope is float32(1/6) in every dtype
     (ATen's `one_sixth(1.0f / 6.0f)`), 3e-8 off 1/6 in float64."""
-    return jnp.clip(x + 3, 0, 6) / 6
+    return clamp(x + 3, 0, 6) / 6
 
 
 def _hardsigmoid_fwd(x):
@@ -113,7 +140,7 @@ hardsigmoid.defvjp(_hardsigmoid_fwd, _hardsigmoid_bwd)
 
 
 def hardswish(x):
-    return x * jnp.clip(x + 3, 0, 6) / 6
+    return x * clamp(x + 3, 0, 6) / 6
 
 
 def silu(x):
@@ -605,17 +632,70 @@ def _pool_geometry(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
-    """torch.nn.MaxPool2d on NHWC input (MaxPool1d on NLC input), ceil_mode emulated exactly."""
+    """torch.nn.MaxPool2d on NHWC input (MaxPool1d on NLC input), ceil_mode emulated exactly.
+
+    On the CPU fast paths (`conv_ops.fast_paths()`) the gradient is `_max_pool_taps`' (torch's
+    first-maximum rule, through strided slices); elsewhere jax differentiates `reduce_window`.
+    """
     nd = x.ndim - 2
     ks = _ntuple(kernel_size, nd, "kernel_size")
     ss = _ntuple(stride if stride is not None else kernel_size, nd, "stride")
     ps, ds = _ntuple(padding, nd, "padding"), _ntuple(dilation, nd, "dilation")
     extra = [_pool_geometry(x.shape[1 + i], ks[i], ss[i], ps[i], ds[i], ceil_mode)[1]
              for i in range(nd)]
+    pads = tuple((p, p + e) for p, e in zip(ps, extra))
+    if conv_ops.fast_paths():
+        return _max_pool_taps(x, ks, ss, pads, ds)
+    return _max_pool_plain(x, ks, ss, pads, ds)
+
+
+def _max_pool_plain(x, ks, ss, pads, ds):
     init = np.array(-np.inf, x.dtype)  # concrete (numpy) init: differentiable under jit
     return lax.reduce_window(x, init, lax.max, (1, *ks, 1), (1, *ss, 1),
-                             ((0, 0), *((p, p + e) for p, e in zip(ps, extra)), (0, 0)),
-                             window_dilation=(1, *ds, 1))
+                             ((0, 0), *pads, (0, 0)), window_dilation=(1, *ds, 1))
+
+
+def _tap(xp, offset, out_shape, strides):
+    """The window tap at `offset` of every output position: a strided slice of the padded x."""
+    limit = [o + (n - 1) * s + 1 for o, n, s in zip(offset, out_shape[1:-1], strides)]
+    return lax.slice(xp, (0, *offset, 0), (xp.shape[0], *limit, xp.shape[-1]), (1, *strides, 1))
+
+
+def _max_and_first_tap(x, ks, ss, pads, ds):
+    """Each window's maximum and the index (int8, row-major over the window) of the tap that
+    holds it first, as torch's CPU kernel picks it (`val > max || isnan(val)`). One running
+    chain of compares: the index never depends on an equality with a separately computed max."""
+    xp = lax.pad(x, np.array(-np.inf, x.dtype), ((0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)))
+    offsets = list(itertools.product(*[[i * d for i in range(k)] for k, d in zip(ks, ds)]))
+    out_shape = jax.eval_shape(lambda v: _max_pool_plain(v, ks, ss, pads, ds), x).shape
+    y = _tap(xp, offsets[0], out_shape, ss)
+    idx = jnp.zeros(out_shape, jnp.int8)
+    for i, off in enumerate(offsets[1:], 1):
+        xs = _tap(xp, off, out_shape, ss)
+        take = (xs > y) | jnp.isnan(xs)
+        y, idx = jnp.where(take, xs, y), jnp.where(take, jnp.int8(i), idx)
+    return y, idx, offsets
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def _max_pool_taps(x, ks, ss, pads, ds):
+    """Max pooling whose derivative routes each window's tangent from its first maximal tap.
+
+    XLA differentiates `reduce_window` max into `select_and_scatter`, a serial loop on XLA:CPU
+    (googlenet's train step 0.74x torch). Here the tangent is a sum of strided slices masked by
+    the tap index, so its transpose is padded shifts that XLA fuses (docs/benchmarks.md)."""
+    return _max_pool_plain(x, ks, ss, pads, ds)
+
+
+@_max_pool_taps.defjvp
+def _max_pool_taps_jvp(ks, ss, pads, ds, primals, tangents):
+    (x,), (t,) = primals, tangents
+    y, idx, offsets = _max_and_first_tap(x, ks, ss, pads, ds)
+    tp = lax.pad(t, np.array(0, t.dtype), ((0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)))
+    dy = jnp.zeros(y.shape, t.dtype)
+    for i, off in enumerate(offsets):
+        dy = dy + jnp.where(idx == i, _tap(tp, off, y.shape, ss), jnp.zeros((), t.dtype))
+    return y, dy
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,

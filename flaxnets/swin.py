@@ -46,8 +46,11 @@ def _zero_key_bias(b):
 
 
 def _normalize(x):
-    """torch.nn.functional.normalize(x, dim=-1): x / max(||x||_2, 1e-12)."""
-    return x / jnp.maximum(jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True)), 1e-12)
+    """torch.nn.functional.normalize(x, dim=-1): x / max(||x||_2, 1e-12). The max is a `where`:
+    torch's clamp_min passes the gradient where norm >= eps, and jnp.maximum's derivative is an
+    equality test that XLA's recomputation can break (see layers.relu)."""
+    n = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
+    return x / jnp.where(n >= 1e-12, n, jnp.asarray(1e-12, n.dtype))
 
 
 class _CpbMlp(nn.Module):

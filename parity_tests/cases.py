@@ -18,7 +18,8 @@ Default-suite budget (2026-12-02): the suite took 40 min on the 2-core machine (
 the install); the `_budget` moves at the end of OVERRIDES take out the costliest repeats: the
 backbone float64 check where the model's own train check runs, train checks of a family's
 other widths/depths, and evals of the widest/deepest variants whose blocks a smaller sibling
-runs. Every moved check still runs in `pytest -m large`.
+runs. A second round (same day, CI 41 min) moved more train checks and evals of the same kind.
+Every moved check still runs in `pytest -m large`.
 
 1-D builds (`spatial_dims=1`, (N, L, C) input): a model with `lengths_1d` also gets
 `test_eval_1d` (float32 logits and layer by layer at every length) and `test_train_1d`
@@ -219,6 +220,24 @@ _budget(("resnet34", "regnet_x_800mf", "regnet_y_800mf", "mobilenet_v1", "mobile
 _budget(("regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf", "regnet_y_8gf", "regnet_y_16gf", "regnet_y_32gf",
          "wide_resnet101_2", "efficientnet_b4", "efficientnet_v2_m", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn",
          "vgg19", "vgg19_bn", "convnext_small"), eval_large=True)
+
+
+# Second round (2026-12-02, CI 41 min with the install; this machine 38 min): train checks whose
+# ops another default-suite train check differentiates (efficientnet_b5/v2_s: b0's MBConv,
+# fused MBConv is its conv+BN+SiLU; inception_v3: googlenet's BasicConv2d and both pools;
+# regnet_x_400mf: regnet_y_400mf without SE; ese_vovnet39b: 19b_dw's OSA blocks, dense convs;
+# resnext50_32x4d: grouped convs as in the RegNets; squeezenet1_0: squeezenet1_1's Fire;
+# sedarknet21: darknet17's blocks with the SE of the mobile families).
+_budget(("efficientnet_b5", "efficientnet_v2_s", "inception_v3", "regnet_x_400mf", "ese_vovnet39b",
+         "resnext50_32x4d", "squeezenet1_0", "sedarknet21"), train_large=True)
+# ... and evals of other widths/depths whose blocks a smaller sibling's eval runs by default
+# (efficientnet_b0, densenet121, semnasnet_050..100, regnet_x/y_400mf/800mf, resnet50,
+# ese_vovnet39b, vovnet39a, darknet21, shufflenet_v2_x0_5/x1_0, mobilenetv1_100/100h, mnasnet0_5..1_0,
+# vit_b_32).
+_budget(("efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b5", "densenet161",
+         "semnasnet_140", "regnet_x_1_6gf", "regnet_y_1_6gf", "regnet_x_3_2gf", "regnet_y_3_2gf", "resnet101",
+         "ese_vovnet57b", "ese_vovnet99b", "vovnet57a", "darknet53", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+         "mobilenetv1_125", "mnasnet1_3", "vit_b_16"), eval_large=True)
 
 
 def case(name: str) -> Case:

@@ -27,6 +27,7 @@ def _block(marker: str) -> str:
     return m.group(1)
 
 
+@pytest.mark.large  # ~60-100 s on 2 cores; the 1-D parity (test_eval_1d/test_train_1d) runs by default
 def test_training_example_learns_sinusoid_frequencies():
     """docs/one_d.md: a 1-D mnasnet0_5 trained a few Adam steps on synthetic sinusoids."""
     ns: dict = {}

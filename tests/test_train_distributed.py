@@ -108,6 +108,7 @@ EIGHT_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.large  # ~60-80 s; test_two_processes_match_one shards the same step by default
 def test_eight_devices_match_one(tmp_path):
     env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_ENABLE_X64": "1"}
     p = subprocess.run([sys.executable, "-c", EIGHT_DEVICES], env=env, capture_output=True, text=True, timeout=900)
