@@ -240,6 +240,17 @@ class Op(nn.Module):
         return self.fn(x)
 
 
+def matmul(x, w):
+    """x @ w (last axis of x with the first of w) for Linear layers. On the CPU fast paths,
+    bfloat16/float16 products accumulate to a float32 result that is then rounded once: XLA:CPU
+    0.10 runs that form 2.3x faster than a bfloat16-output dot (ViT's MLP matmul, 6304x768 @
+    768x3072 on an AMX machine: 59 vs 138 ms), and it is torch autocast's own rounding (oneDNN
+    accumulates in float32 and rounds the output). float32/float64 are untouched."""
+    if x.dtype in (jnp.bfloat16, jnp.float16) and conv_ops.fast_paths():
+        return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(x.dtype)
+    return jnp.dot(x, w)
+
+
 class Linear(nn.Module):
     """torch.nn.Linear. Parameters: `kernel` (in, out), `bias`."""
 
@@ -265,7 +276,7 @@ class Linear(nn.Module):
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         if bias is not None and self.bias_fn is not None:
             bias = self.bias_fn(bias)
-        y = jnp.dot(x, kernel)
+        y = matmul(x, kernel)
         return y if bias is None else y + bias
 
 
@@ -405,17 +416,22 @@ def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: floa
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     drop = dropout_rate > 0.0 and dropout_rng is not None
-    if q.dtype in (jnp.bfloat16, jnp.float16) and not drop:
+    low = q.dtype in (jnp.bfloat16, jnp.float16)
+    cpu = low and conv_ops.fast_paths()
+    if low and not drop and not cpu:
         return jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype),
                                             scale=scale)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k)
+    # CPU, bfloat16/float16: both products accumulate in float32 (see `matmul`), the softmax
+    # runs in float32 on the float32 logits, the weights are rounded once for the second product.
+    acc = jnp.float32 if cpu else None
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k, preferred_element_type=acc)
     if bias is not None:
         logits = logits + bias.astype(logits.dtype)
-    weights = jax.nn.softmax(logits, axis=-1)
+    weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
     if drop:
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
         weights = jnp.where(keep, weights / jnp.asarray(1.0 - dropout_rate, weights.dtype), 0)
-    return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, v, preferred_element_type=acc).astype(q.dtype)
 
 
 class MultiheadAttention(nn.Module):
@@ -441,7 +457,7 @@ class MultiheadAttention(nn.Module):
         w = self.param("in_proj_weight", nn.initializers.xavier_uniform(), (3 * d, d), self.param_dtype)
         bias = self.param("in_proj_bias", nn.initializers.zeros, (3 * d,), self.param_dtype)
         x, w, bias = promote_dtype(x, w, bias, dtype=self.dtype)
-        qkv = (jnp.dot(x, w.T) + bias).reshape(b, length, 3, self.num_heads, d // self.num_heads)
+        qkv = (matmul(x, w.T) + bias).reshape(b, length, 3, self.num_heads, d // self.num_heads)
         rng = self.make_rng("dropout") if train and self.dropout > 0.0 else None
         y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], dropout_rate=self.dropout,
                       dropout_rng=rng)

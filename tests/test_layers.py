@@ -93,3 +93,24 @@ def test_gelu_is_torchs_exact_gelu_forward_and_backward():
         d2 = jax.vmap(jax.grad(jax.grad(layers.gelu)))(xs)
         want = np.exp(-0.5 * np.asarray(xs) ** 2) / np.sqrt(2 * np.pi) * (2 - np.asarray(xs) ** 2)
         np.testing.assert_allclose(np.asarray(d2), want, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("impl", ["fast", "plain"])
+def test_bf16_matmul_and_attention_accumulate_in_float32(impl):
+    """bfloat16 Linear products and attention: bfloat16 out, within bfloat16 rounding of the
+    float32 computation (the CPU form accumulates to float32 and rounds once, layers.matmul)."""
+    rng = np.random.default_rng(0)
+    x32 = rng.standard_normal((3, 5, 64)).astype(np.float32)
+    w32 = rng.standard_normal((64, 48)).astype(np.float32) / 8
+    x, w = jnp.asarray(x32, jnp.bfloat16), jnp.asarray(w32, jnp.bfloat16)
+    with conv_ops.use_impl(impl):
+        y = jax.jit(layers.matmul)(x, w)
+        q, k, v = (jnp.asarray(rng.standard_normal((2, 7, 4, 16)), jnp.bfloat16) for _ in range(3))
+        a = jax.jit(layers.attention)(q, k, v)
+    ref = np.asarray(x, np.float32) @ np.asarray(w, np.float32)
+    assert y.dtype == jnp.bfloat16 and a.dtype == jnp.bfloat16
+    err = np.abs(np.asarray(y, np.float32) - ref).max() / np.abs(ref).max()
+    assert err <= 2 ** -8, f"matmul rel err {err:.3g}"  # one bfloat16 rounding (8-bit mantissa)
+    a_ref = layers.attention(*(jnp.asarray(t, jnp.float32) for t in (q, k, v)))
+    err = float(jnp.abs(a.astype(jnp.float32) - a_ref).max() / jnp.abs(a_ref).max())
+    assert err <= 2 ** -6, f"attention rel err {err:.3g}"
