@@ -647,11 +647,17 @@ def _pool_geometry(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -
     return out, extra
 
 
+# The taps form unrolls one compare/select per tap: cheap for the 2x2/3x3 pools every model
+# uses; a 12x12 window (144 taps) took 34 s to compile, so larger windows keep reduce_window.
+MAX_POOL_TAPS = 25
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
     """torch.nn.MaxPool2d on NHWC input (MaxPool1d on NLC input), ceil_mode emulated exactly.
 
-    On the CPU fast paths (`conv_ops.fast_paths()`) the gradient is `_max_pool_taps`' (torch's
-    first-maximum rule, through strided slices); elsewhere jax differentiates `reduce_window`.
+    On the CPU fast paths (`conv_ops.fast_paths()`), for windows of up to MAX_POOL_TAPS taps,
+    the gradient is `_max_pool_taps`' (torch's first-maximum rule, through strided slices);
+    elsewhere jax differentiates `reduce_window`.
     """
     nd = x.ndim - 2
     ks = _ntuple(kernel_size, nd, "kernel_size")
@@ -660,7 +666,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bo
     extra = [_pool_geometry(x.shape[1 + i], ks[i], ss[i], ps[i], ds[i], ceil_mode)[1]
              for i in range(nd)]
     pads = tuple((p, p + e) for p, e in zip(ps, extra))
-    if conv_ops.fast_paths():
+    if conv_ops.fast_paths() and math.prod(ks) <= MAX_POOL_TAPS:
         return _max_pool_taps(x, ks, ss, pads, ds)
     return _max_pool_plain(x, ks, ss, pads, ds)
 
@@ -681,16 +687,21 @@ def _max_and_first_tap(x, ks, ss, pads, ds):
     """Each window's maximum and the index (int8, row-major over the window) of the tap that
     holds it first, as torch's CPU kernel picks it (`val > max || isnan(val)`). One running
     chain of compares: the index never depends on an equality with a separately computed max."""
-    xp = lax.pad(x, np.array(-np.inf, x.dtype), ((0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)))
+    xp = _pad_spatial(x, -np.inf, pads)
     offsets = list(itertools.product(*[[i * d for i in range(k)] for k, d in zip(ks, ds)]))
     out_shape = jax.eval_shape(lambda v: _max_pool_plain(v, ks, ss, pads, ds), x).shape
     y = _tap(xp, offsets[0], out_shape, ss)
-    idx = jnp.zeros(out_shape, jnp.int8)
+    idx = jnp.zeros(out_shape, jnp.int8)  # len(offsets) <= MAX_POOL_TAPS < 128
     for i, off in enumerate(offsets[1:], 1):
         xs = _tap(xp, off, out_shape, ss)
         take = (xs > y) | jnp.isnan(xs)
         y, idx = jnp.where(take, xs, y), jnp.where(take, jnp.int8(i), idx)
     return y, idx, offsets
+
+
+def _pad_spatial(x, value, pads):
+    """x padded with `value` by (low, high) per spatial axis."""
+    return lax.pad(x, np.array(value, x.dtype), ((0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
@@ -707,7 +718,7 @@ def _max_pool_taps(x, ks, ss, pads, ds):
 def _max_pool_taps_jvp(ks, ss, pads, ds, primals, tangents):
     (x,), (t,) = primals, tangents
     y, idx, offsets = _max_and_first_tap(x, ks, ss, pads, ds)
-    tp = lax.pad(t, np.array(0, t.dtype), ((0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)))
+    tp = _pad_spatial(t, 0, pads)
     dy = jnp.zeros(y.shape, t.dtype)
     for i, off in enumerate(offsets):
         dy = dy + jnp.where(idx == i, _tap(tp, off, y.shape, ss), jnp.zeros((), t.dtype))

@@ -92,6 +92,15 @@ def test_fast_max_pool_equals_plain_op(geom):
         np.testing.assert_array_equal(np.asarray(tf), np.asarray(tp))
 
 
+def test_large_windows_keep_reduce_window():
+    """Past MAX_POOL_TAPS taps the plain op runs (and still matches torch)."""
+    assert 12 * 12 > layers.MAX_POOL_TAPS >= 5 * 5
+    x = jnp.ones((1, 13, 12, 2))
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda v: layers.max_pool2d(v, 12, 1).sum()))(x))
+    assert "select_and_scatter" in jaxpr or "select_and_gather" in jaxpr
+    test_fast_max_pool_matches_torch_forward_and_gradient(((13, 12), 12, 1, 0, 1, False), "normal", np.float32)
+
+
 def test_fast_max_pool_nan_routing_as_torch():
     x = np.array([[1.0, np.nan, 3.0, np.nan, 0.0]], np.float32)[:, :, None]  # (N, L, C)
     xt, yt = _torch_pool(x, 3, 1, 0, 1, False)
