@@ -17,7 +17,9 @@ latency (median ms of ``--latency-repeats`` rounds) and, for the mobile families
 measured latency) for Flax and torch; bfloat16 (Flax ``dtype=jnp.bfloat16`` with float32
 parameters against ``torch.autocast("cpu", torch.bfloat16)``); compile seconds of the jitted
 train step and XLA's buffer assignment of it (``memory_analysis()``: temporaries, arguments,
-outputs) next to torch's peak RSS growth during the same step. ``--families`` without a value
+outputs) next to both frameworks' peak RSS, each running its train step alone in a fresh
+worker process (`fresh_process_memory`; also with ``--same-process``). ``--max-params M``
+keeps the chosen models of at most M million parameters (the compile goal's "up to ~30M"). ``--families`` without a value
 takes ``REPRESENTATIVES`` (one model per family of ``netspecs.FAMILIES`` but the 32x32 LeNet-5);
 the header line gives the CPU's bfloat16 units (AMX-BF16 / AVX512-BF16 flags of /proc/cpuinfo).
 Per-variant details of every run follow the summary tables.
@@ -70,6 +72,7 @@ import argparse
 import copy
 import functools
 import json
+import math
 import os
 import platform
 import resource
@@ -142,6 +145,7 @@ class Variant:
     dev_mem: list = field(default_factory=list)  # torch on CUDA: peak bytes allocated per step
     remote: Callable[[], dict] | None = None  # worker-process mode: one timed step over there
     compiled: object = None         # Flax: the compiled executable (benchmarks.profile_step reads its HLO)
+    params: int | None = None       # Flax: number of parameters (float32 train state less optimizer)
 
 
 def _logits(out):
@@ -184,8 +188,9 @@ def _xla_mem(compiled) -> dict | None:
     return {k: int(getattr(m, f"{k}_size_in_bytes")) for k in ("temp", "argument", "output", "alias")}
 
 
-def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[list[Variant], int]:
-    """The Flax variants and the model's number of classes."""
+def flax_variants(name, batch, size, dtype, train=True, infer=True, flops=True) -> tuple[list[Variant], int]:
+    """The Flax variants and the model's number of classes (``flops=False``: no FLOP count, which
+    traces the step a second time)."""
     bf16 = dtype == "bfloat16"
     model = flaxnets.create_model(name, **({"dtype": jnp.bfloat16} if bf16 else {}))
     key = jax.random.key(0)
@@ -197,6 +202,7 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
     classes = jax.eval_shape(lambda v: _logits(model.apply(v, init_x, train=False)), variables).shape[-1]
     y = jax.random.randint(key, (batch,), 0, classes)
     tx = optax.sgd(0.01, momentum=0.9)
+    n_params = sum(p.size for p in jax.tree.leaves(params))
     out = []
 
     if train:
@@ -218,7 +224,8 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
         t0 = time.perf_counter()
         compiled = jax.jit(train_step, donate_argnums=0).lower(state[0], x, y, key).compile()
         v = Variant("flax train", "flax", "train", None, time.perf_counter() - t0,
-                    _plain_flops(train_step, state[0], x, y, key), _xla_bytes(compiled), _xla_mem(compiled))
+                    _plain_flops(train_step, state[0], x, y, key) if flops else None, _xla_bytes(compiled),
+                    _xla_mem(compiled), params=n_params)
 
         def run_train():
             state[0], loss = compiled(state[0], x, y, key)
@@ -235,11 +242,20 @@ def flax_variants(name, batch, size, dtype, train=True, infer=True) -> tuple[lis
         infer_fn = lambda v, x: _logits(model.apply(v, x, train=False))  # noqa: E731
         compiled_i = jax.jit(infer_fn).lower(ev, x).compile()
         vi = Variant("flax infer", "flax", "infer", None, time.perf_counter() - t0,
-                     _plain_flops(infer_fn, ev, x), _xla_bytes(compiled_i), _xla_mem(compiled_i))
+                     _plain_flops(infer_fn, ev, x) if flops else None, _xla_bytes(compiled_i), _xla_mem(compiled_i))
         vi.step = lambda: jax.block_until_ready(compiled_i(ev, x))
         vi.compiled = compiled_i
         out.append(vi)
     return out, classes
+
+
+def param_count(name: str, size: int = 224) -> int:
+    """Parameters of the Flax model `name` (from shapes only: nothing is initialised)."""
+    model = flaxnets.create_model(name)
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    shapes = jax.eval_shape(lambda k, x: model.init({"params": k, "dropout": k}, x, train=False),
+                            jax.random.key(0), x)
+    return sum(math.prod(a.shape) for a in jax.tree.leaves(shapes["params"]))
 
 
 def torch_device() -> str:
@@ -356,7 +372,7 @@ def _build(framework: str, name: str, opts: dict, classes: int | None = None):
     """(variants, classes) of one framework for `name`."""
     if framework == "flax":
         return flax_variants(name, opts["batch"], opts["size"], opts["dtype"],
-                             train=opts["train"], infer=opts["infer"])
+                             train=opts["train"], infer=opts["infer"], flops=opts.get("flops", True))
     return torch_variants(name, opts["batch"], opts["size"], opts["dtype"], classes,
                           channels_last=opts["channels_last"], compile_=opts["torch_compile"],
                           train=opts["train"], infer=opts["infer"], device=opts["device"]), classes
@@ -371,14 +387,21 @@ def _worker(conn, framework: str, name: str, opts: dict, classes: int | None) ->
             import torch
 
             torch.set_num_threads(opts["threads"])
+            import torchref  # noqa: F401  (in the baseline, as jax and flaxnets are)
+        base_rss = _rss_bytes()
         variants, classes = _build(framework, name, opts, classes)
         conn.send(("ready", classes, [
-            {k: getattr(v, k) for k in ("name", "framework", "mode", "compile_s", "flops", "xla_bytes", "xla_mem")}
+            {k: getattr(v, k) for k in ("name", "framework", "mode", "compile_s", "flops", "xla_bytes", "xla_mem",
+                                        "params")}
             for v in variants]))
         while True:
             cmd, i = conn.recv()
             if cmd == "stop":
                 break
+            if cmd == "peak":  # this process's peak RSS so far (Linux: ru_maxrss in KiB), and before the build
+                conn.send(("ok", {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                                  "base_rss": base_rss}))
+                continue
             conn.send(("ok", variants[i].step() if cmd == "step" else _measure(variants[i])))
     except BaseException as e:  # reported by the parent, which records the model as failed
         conn.send(("error", f"{framework} worker: {type(e).__name__}: {str(e)[:500]}"))
@@ -444,6 +467,38 @@ class _Worker:
         self.proc.join(30)
         if self.proc.is_alive():
             self.proc.kill()
+
+
+def fresh_process_memory(name: str, args) -> dict:
+    """The float32 train step of each framework alone in a fresh worker process (compile, then
+    max(1, ``--warmup``) steps; torch eager NCHW): the process's peak RSS (``ru_maxrss``, so the
+    Flax figure includes the compiler's own peak) and its RSS before the model was built (the
+    imports), with the Flax compile time and XLA's buffer assignment measured with nothing else
+    running. Unlike the RSS growth during a timed step (the per-variant tables), this counts
+    what an allocator keeps between steps, so it is each framework's real peak."""
+    opts = {"batch": args.batch, "size": args.size, "dtype": "float32", "train": True, "infer": False,
+            "channels_last": False, "torch_compile": False, "device": "cpu", "threads": cpu_count(),
+            "malloc_tuning": args.malloc_tuning, "flops": False}
+    out, classes = {"model": name, "rows": []}, None
+    for fw in ("flax",) + (() if args.no_torch else ("torch",)):
+        log(f"{name}: {fw} train step alone in a fresh process")
+        w = _Worker(fw, name, opts, classes, thp=args.thp in (("flax", "both") if fw == "flax" else ("both",)))
+        try:
+            classes, v = w.classes, w.variants[0]
+            for _ in range(max(1, args.warmup)):
+                w._call("step", 0)
+            mem = w._call("peak", 0)
+        finally:
+            w.close()
+        out[fw] = {"peak_rss_mb": mem["peak_rss"] / 2**20, "base_rss_mb": mem["base_rss"] / 2**20,
+                   "step_peak_mb": (mem["peak_rss"] - mem["base_rss"]) / 2**20}
+        if fw == "flax":
+            out[fw].update(compile_s=v.compile_s, params=v.params,
+                           xla_total_mb=v.xla_bytes / 2**20 if v.xla_bytes is not None else None,
+                           xla_mb={k: b / 2**20 for k, b in v.xla_mem.items()} if v.xla_mem else None)
+        log(f"{name}: {fw} peak RSS {out[fw]['peak_rss_mb']:.0f} MB ({out[fw]['base_rss_mb']:.0f} MB before "
+            "the build)" + (f", compiled in {v.compile_s:.1f} s" if fw == "flax" else ""))
+    return out
 
 
 def bench_model(name: str, args) -> dict:
@@ -697,7 +752,7 @@ def mnas_objective(acc: float | None, lat_ms: float | None) -> float | None:
 def suite_plan(args) -> list[tuple[str, dict]]:
     """(run kind, argument overrides) for `--what`: one bench_model call per kind and model."""
     what, plan = args.what, []
-    train, infer = bool({"train", "compile"} & what), "infer" in what
+    train, infer = "train" in what, "infer" in what
     if train or infer:
         plan.append(("fp32", {"batch": args.batch, "dtype": "float32", "train_only": not infer,
                               "infer_only": not train}))
@@ -706,6 +761,8 @@ def suite_plan(args) -> list[tuple[str, dict]]:
                                  "repeats": args.latency_repeats}))
     if "bf16" in what:
         plan.append(("bf16", {"batch": args.batch, "dtype": "bfloat16", "train_only": False, "infer_only": False}))
+    if "compile" in what:  # fresh_process_memory: float32 at --batch, one worker per framework
+        plan.append(("memory", {"batch": args.batch, "dtype": "float32", "train_only": True, "infer_only": False}))
     return plan
 
 
@@ -728,7 +785,7 @@ def run_suite(names: list[str], args, meta: dict, command: str) -> dict:
     for name in names:
         for kind, run in runs.items():
             try:
-                run["models"].append(bench_model(name, run["args"]))
+                run["models"].append((fresh_process_memory if kind == "memory" else bench_model)(name, run["args"]))
             except Exception as e:  # one model failing (e.g. out of memory) must not lose the others
                 log(f"{name} ({kind}): FAILED: {type(e).__name__}: {str(e)[:500]}")
                 run["models"].append({"model": name, "rows": [], "error": f"{type(e).__name__}: {str(e)[:500]}"})
@@ -808,13 +865,16 @@ def suite_summary(results: dict, names: list[str]) -> dict:
                                          "vs_torch_cl": _ratio(f["img_s"], tc and tc["img_s"])}
         elif bf:
             s["bf16_train"] = {"error": bf["error"]}
-        if fp32 and "error" not in fp32 and "flax train" in fp32:
-            f, fi = fp32["flax train"], fp32.get("flax infer")
-            s["compile"] = {"train_compile_s": f["compile_s"], "infer_compile_s": fi and fi["compile_s"],
-                            "xla_mb": f["xla_mem_mb"], "xla_total_mb": f["xla_buffers_mb"],
-                            "flax_rss_mb": f["rss_peak_growth_mb"],
-                            **{f"{k}_rss_mb": fp32[f"{v} train"]["rss_peak_growth_mb"]
-                               for k, v in (("torch", "torch"), ("torch_cl", "torch-cl")) if f"{v} train" in fp32}}
+        mem = next((m for m in results["runs"].get("memory", {}).get("models", []) if m["model"] == name), None)
+        if mem and "error" in mem:
+            s["compile"] = {"error": mem["error"]}
+        elif mem:
+            f, t = mem["flax"], mem.get("torch") or {}
+            s["compile"] = {"params_m": f["params"] / 1e6, "train_compile_s": f["compile_s"], "xla_mb": f["xla_mb"],
+                            "xla_total_mb": f["xla_total_mb"], "flax_peak_rss_mb": f["peak_rss_mb"],
+                            "flax_step_peak_mb": f["step_peak_mb"], "torch_peak_rss_mb": t.get("peak_rss_mb"),
+                            "torch_step_peak_mb": t.get("step_peak_mb"),
+                            "xla_vs_torch": _ratio(f["xla_total_mb"], t.get("step_peak_mb"))}
         out[name] = s
     return out
 
@@ -896,23 +956,31 @@ def suite_markdown(results: dict) -> str:
                              f"{_x(i.get('vs_torch'))} | {_x(i.get('vs_torch_cl'))} |")
         lines.append("")
     if "compile" in what:
-        lines += [f"**Compile time and memory**, float32 train step, batch {results['batch']}: jit lower + compile; "
-                  "XLA's buffer assignment of the compiled step (`memory_analysis()`: temporaries, arguments, "
-                  "outputs; total = their sum less donated (aliased) bytes); peak RSS growth during one step "
-                  "(sampled every 2 ms)", "",
-                  "| model | train compile s | infer compile s | XLA temp MB | XLA args MB | XLA out MB "
-                  "| XLA total MB | flax RSS +MB | torch RSS +MB | torch-cl RSS +MB |",
+        lines += [f"**Compile time and memory**, float32 train step, batch {results['batch']}, each framework "
+                  "alone in a fresh process (`fresh_process_memory`): jit lower + compile; XLA's buffer "
+                  "assignment of the compiled step (`memory_analysis()`: temporaries, arguments, outputs; total "
+                  "= their sum less donated bytes); peak RSS of the process (`ru_maxrss`; Flax's includes the "
+                  "compiler's own peak) and, \"+step\", that peak less the process's RSS before building the "
+                  "model (the imports); torch eager NCHW", "",
+                  "| model | params M | train compile s | XLA temp MB | XLA args MB | XLA out MB | XLA total MB "
+                  "| flax peak MB (+step) | torch peak MB (+step) | XLA total / torch +step |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name in summ:
             if ok(name, "compile"):
                 r, m = summ[name]["compile"], summ[name]["compile"]["xla_mb"] or {}
-                lines.append(f"| {name} | {_fmt(r['train_compile_s'], '.1f')} | {_fmt(r['infer_compile_s'], '.1f')} | "
+                lines.append(f"| {name} | {r['params_m']:.1f} | {_fmt(r['train_compile_s'], '.1f')} | "
                              f"{_fmt(m.get('temp'), '.0f')} | {_fmt(m.get('argument'), '.0f')} | "
                              f"{_fmt(m.get('output'), '.0f')} | {_fmt(r['xla_total_mb'], '.0f')} | "
-                             f"{_fmt(r['flax_rss_mb'], '.0f')} | {_fmt(r.get('torch_rss_mb'), '.0f')} | "
-                             f"{_fmt(r.get('torch_cl_rss_mb'), '.0f')} |")
+                             f"{r['flax_peak_rss_mb']:.0f} (+{r['flax_step_peak_mb']:.0f}) | "
+                             + (f"{r['torch_peak_rss_mb']:.0f} (+{r['torch_step_peak_mb']:.0f})"
+                                if r["torch_peak_rss_mb"] is not None else "–")
+                             + f" | {_fmt(r['xla_vs_torch'], '.2f')} |")
+            elif failed(name, "compile"):
+                lines.append(failed(name, "compile"))
         lines.append("")
     for kind, run in results["runs"].items():
+        if kind == "memory":
+            continue
         lines += [f"Details: {kind} (batch {run['batch']}, {run['dtype']})", "", markdown(run).split("\n", 2)[2]]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -929,8 +997,11 @@ def parser() -> argparse.ArgumentParser:
                    help=f"the suite's summary tables, any of {','.join(WHAT)} (or all): train/infer = "
                         "float32 batch --batch vs torch eager and channels_last, latency = batch 1 "
                         "(median ms; MnasNet objective for the mobile families), bf16 = --dtype bfloat16 "
-                        "train and infer vs torch autocast, compile = jit compile s and XLA buffers vs "
-                        "torch's peak RSS growth of the float32 train step")
+                        "train and infer vs torch autocast, compile = each framework's float32 train "
+                        "step alone in a fresh process: jit compile s, XLA's buffers, both peak RSS")
+    p.add_argument("--max-params", type=float, default=None, metavar="M",
+                   help="only the chosen models with at most M million parameters (e.g. --all-models "
+                        "--what compile --max-params 30)")
     p.add_argument("--latency-repeats", type=int, default=20, help="timed rounds of the batch-1 latency run")
     p.add_argument("--convs", action="store_true", help="conv_ops micro-benchmark instead of models")
     p.add_argument("--batch", type=int, default=32)
@@ -998,6 +1069,16 @@ def main(argv=None) -> dict:
     if unknown and not args.convs:
         p.error(f"--models: unknown model name(s) {', '.join(map(repr, unknown))} "
                 f"(python -c 'import flaxnets; print(flaxnets.list_models())')")
+    if args.max_params is not None:
+        if args.max_params <= 0:
+            p.error(f"--max-params must be > 0, got {args.max_params}")
+        sizes = {m: param_count(m, args.size) for m in names}
+        skipped = [m for m in names if sizes[m] > args.max_params * 1e6]
+        names = [m for m in names if m not in skipped]
+        if skipped:
+            log(f"--max-params {args.max_params:g}: skipping " + ", ".join(f"{m} ({sizes[m] / 1e6:.1f}M)" for m in skipped))
+        if not names:
+            p.error(f"--max-params {args.max_params:g}: no chosen model is that small")
     if args.malloc_tuning and not flaxnets.runtime.tune_malloc():
         log("--malloc-tuning: not applied (not glibc, or jax's backend already started)")
     import torch
@@ -1006,6 +1087,8 @@ def main(argv=None) -> dict:
     args.device = torch_device()
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
+    if args.what and "compile" in args.what and args.device != "cpu":
+        p.error("--what compile measures host processes (CPU); on a GPU use python -m benchmarks.gpu")
     args.isolate = not args.same_process and args.device == "cpu" and not args.convs
     meta = machine_info(args.device)
     if args.isolate:

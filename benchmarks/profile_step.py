@@ -1,7 +1,8 @@
 """Op-level profile of one model's train step (or inference), Flax against torch, side by side.
 
     python -m benchmarks.profile_step --model convnext_tiny [--batch 32] [--size 224] \
-        [--mode train|infer] [--steps 3] [--top 25] [--dtype float32|bfloat16] [--json out.json]
+        [--mode train|infer] [--steps 3] [--top 25] [--dtype float32|bfloat16] [--channels-last] \
+        [--json out.json]
 
 Flax: the jitted step of ``benchmarks.bench`` (same model, optimiser, donation) traced with
 ``jax.profiler`` for ``--steps`` steps after warm-up; every XLA:CPU thunk's time (the trace's
@@ -11,7 +12,7 @@ class of the torchref module at the same path (Flax paths mirror torch's), split
 and backward (``transpose(jvp(...))``). Depthwise and grouped ``Conv2d`` get their own rows
 (``Conv2d[dw]``, ``Conv2d[g]``), as do kernel sizes (``Conv2d[dw 7x7]``).
 
-torch: the same step of ``benchmarks.bench`` (torchref eager, NCHW) under ``torch.profiler``;
+torch: the same step of ``benchmarks.bench`` (torchref eager, NCHW or ``--channels-last``) under ``torch.profiler``;
 self CPU time per aten operator.
 
 Both tables give ms per step and the share of the profiled step time; the header gives the
@@ -139,8 +140,9 @@ def run(args) -> dict:
 
     train, infer = args.mode == "train", args.mode == "infer"
     fv, classes = bench.flax_variants(args.model, args.batch, args.size, args.dtype, train=train, infer=infer)
-    [tv] = bench.torch_variants(args.model, args.batch, args.size, args.dtype, classes,
-                                channels_last=False, train=train, infer=infer)
+    tvs = bench.torch_variants(args.model, args.batch, args.size, args.dtype, classes,
+                               channels_last=args.channels_last, train=train, infer=infer)
+    tv = tvs[-1]  # with --channels-last: [NCHW, channels_last]
     [fv] = fv
     for v in (fv, tv):
         for _ in range(2):
@@ -155,6 +157,7 @@ def run(args) -> dict:
         r["path"], r["backward"], r["kind"] = path, bwd, kind_of(path, kinds)
         by_kind[(r["kind"], "bwd" if bwd else "fwd")] += r["ms"]
     return {"model": args.model, "batch": args.batch, "size": args.size, "mode": args.mode, "dtype": args.dtype,
+            "torch_layout": "channels_last" if args.channels_last else "NCHW",
             "cpu": cpu_model(), "torch": torch.__version__, "loadavg": os.getloadavg(),
             "step_ms": plain, "profiled_step_ms": {"flax": fwall, "torch": twall},
             "flax_ops": frows, "flax_by_kind": [{"kind": k, "pass": p, "ms": t} for (k, p), t in
@@ -168,7 +171,7 @@ def report(res: dict, top: int) -> str:
     fsum = sum(r["ms"] for r in res["flax_ops"])
     tsum = sum(r["ms"] for r in res["torch_ops"])
     lines = [f"{res['model']} {res['mode']} batch {res['batch']} {res['size']}² {res['dtype']}; {res['cpu']}; "
-             f"jax {jax.__version__}, torch {res['torch']}; load {res['loadavg'][0]:.1f}",
+             f"jax {jax.__version__}, torch {res['torch']} ({res.get('torch_layout', 'NCHW')}); load {res['loadavg'][0]:.1f}",
              f"step ms (median, unprofiled): flax {res['step_ms']['flax']:.0f}, torch {res['step_ms']['torch']:.0f} "
              f"(flax/torch time {res['step_ms']['flax'] / res['step_ms']['torch']:.2f}); profiled: flax "
              f"{res['profiled_step_ms']['flax']:.0f} (thunks {fsum:.0f}), torch {res['profiled_step_ms']['torch']:.0f} "
@@ -198,6 +201,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--channels-last", action="store_true", help="torch in channels_last (default: eager NCHW)")
     p.add_argument("--json")
     return p
 

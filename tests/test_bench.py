@@ -236,7 +236,7 @@ def test_bench_suite_smoke(tmp_path):
     res = bench.main(["--models", "lenet5", "--what", "all", "--same-process", "--batch", "2", "--size", "32",
                       "--repeats", "1", "--latency-repeats", "2", "--settle", "0", "--out", str(md), "--tag", "s",
                       "--json", str(js)])
-    assert set(res["runs"]) == {"fp32", "latency", "bf16"}
+    assert set(res["runs"]) == {"fp32", "latency", "bf16", "memory"}
     assert res["runs"]["latency"]["batch"] == 1 and res["runs"]["bf16"]["dtype"] == "bfloat16"
     assert len(res["runs"]["latency"]["models"][0]["rows"][0]["step_s"]) == 2
     s = res["summary"]["lenet5"]
@@ -245,8 +245,10 @@ def test_bench_suite_smoke(tmp_path):
         assert s[key]["flax_img_s"] > 0 and s[key]["vs_torch"] > 0 and s[key]["vs_torch_cl"] > 0, key
     lat = s["latency"]
     assert lat["flax_ms"] > 0 and lat["vs_torch"] == pytest.approx(lat["torch_ms"] / lat["flax_ms"])
-    c = s["compile"]
-    assert c["train_compile_s"] > 0 and c["torch_rss_mb"] >= 0
+    c = s["compile"]  # from fresh worker processes, also under --same-process
+    assert c["train_compile_s"] > 0 and c["params_m"] == pytest.approx(bench.param_count("lenet5", 32) / 1e6)
+    assert 0 < c["flax_step_peak_mb"] < c["flax_peak_rss_mb"] and 0 < c["torch_step_peak_mb"] < c["torch_peak_rss_mb"]
+    assert c["xla_vs_torch"] == pytest.approx(c["xla_total_mb"] / c["torch_step_peak_mb"])
     assert c["xla_mb"]["temp"] > 0 and c["xla_total_mb"] == pytest.approx(
         c["xla_mb"]["temp"] + c["xla_mb"]["argument"] + c["xla_mb"]["output"] - c["xla_mb"]["alias"])
     text = md.read_text()
@@ -284,6 +286,17 @@ def test_bench_suite_latency_mnas_objective(monkeypatch):
     assert tables["MnasNet objective"][2].startswith("| mobilenet_v3_small | IMAGENET1K_V1 | 67.668 | ")
 
 
+def test_max_params_keeps_the_small_models(monkeypatch, capsys):
+    """--max-params filters the chosen models by bench.param_count before any run."""
+    seen = []
+    monkeypatch.setattr(bench, "run_suite", lambda names, *a: seen.append(names) or {"summary": {}, "runs": {}})
+    monkeypatch.setattr(bench, "suite_markdown", lambda results: "")
+    bench.main(["--models", "squeezenet1_1,resnet18,alexnet", "--what", "compile", "--max-params", "12"])
+    assert seen == [["squeezenet1_1", "resnet18"]]
+    assert "skipping alexnet (61.1M)" in capsys.readouterr().err
+    assert bench.param_count("resnet18") == 11_689_512  # torchvision's resnet18: 11,689,512 parameters
+
+
 def test_mnas_objective_and_representatives():
     import flaxnets
     import netspecs
@@ -304,6 +317,8 @@ def test_mnas_objective_and_representatives():
     (["--what", "all", "--dtype", "bfloat16"], "drop --dtype bfloat16"),
     (["--families", "--models", "lenet5"], "one of --models"),
     (["--what", "latency", "--latency-repeats", "0"], "--latency-repeats must be"),
+    (["--models", "lenet5", "--size", "32", "--max-params", "0"], "--max-params must be > 0"),
+    (["--models", "lenet5,squeezenet1_1", "--size", "32", "--max-params", "0.01"], "no chosen model is that small"),
 ])
 def test_bench_suite_rejects_bad_options(capsys, argv, msg):
     with pytest.raises(SystemExit):
