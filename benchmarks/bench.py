@@ -18,11 +18,12 @@ measured latency) for Flax and torch; bfloat16 (Flax ``dtype=jnp.bfloat16`` with
 parameters against ``torch.autocast("cpu", torch.bfloat16)``); compile seconds of the jitted
 train step and XLA's buffer assignment of it (``memory_analysis()``: temporaries, arguments,
 outputs) next to both frameworks' peak RSS, each running its train step alone in a fresh
-worker process (`fresh_process_memory`; also with ``--same-process``). ``--max-params M``
-keeps the chosen models of at most M million parameters (the compile goal's "up to ~30M"). ``--families`` without a value
-takes ``REPRESENTATIVES`` (one model per family of ``netspecs.FAMILIES`` but the 32x32 LeNet-5);
-the header line gives the CPU's bfloat16 units (AMX-BF16 / AVX512-BF16 flags of /proc/cpuinfo).
-Per-variant details of every run follow the summary tables.
+worker process (`fresh_process_memory`; also with ``--same-process``; CPU only).
+``--max-params M`` keeps the chosen models of at most M million parameters (the compile goal's
+"up to ~30M"). ``--families`` without a value takes ``REPRESENTATIVES`` (one model per family
+of ``netspecs.FAMILIES`` but the 32x32 LeNet-5); the header line gives the CPU's bfloat16 units
+(AMX-BF16 / AVX512-BF16 flags of /proc/cpuinfo). Per-variant details of every run follow the
+summary tables.
 
 For each model the Flax variants run in one worker process and the torch variants in another
 (as a user trains with one framework per process; ``--same-process`` puts all in this one,
@@ -145,7 +146,7 @@ class Variant:
     dev_mem: list = field(default_factory=list)  # torch on CUDA: peak bytes allocated per step
     remote: Callable[[], dict] | None = None  # worker-process mode: one timed step over there
     compiled: object = None         # Flax: the compiled executable (benchmarks.profile_step reads its HLO)
-    params: int | None = None       # Flax: number of parameters (float32 train state less optimizer)
+    params: int | None = None       # Flax: the model's number of parameters
 
 
 def _logits(out):
@@ -1042,6 +1043,7 @@ def main(argv=None) -> dict:
     if args.what is None and (args.families or args.all_models):
         args.what = "all"
     if args.what is not None:
+        args.what_given = args.what != "all" and "compile" in args.what.split(",")
         args.what = set(WHAT) if args.what == "all" else {w for w in args.what.split(",") if w}
         bad = sorted(args.what - set(WHAT))
         if bad or not args.what:
@@ -1088,7 +1090,10 @@ def main(argv=None) -> dict:
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
     if args.what and "compile" in args.what and args.device != "cpu":
-        p.error("--what compile measures host processes (CPU); on a GPU use python -m benchmarks.gpu")
+        if args.what_given:
+            p.error("--what compile measures host processes (CPU); on a GPU use python -m benchmarks.gpu")
+        args.what.discard("compile")  # implied by all / --families / --all-models: the other tables only
+        log("on a GPU: no compile/memory table (fresh CPU processes); python -m benchmarks.gpu reports device memory")
     args.isolate = not args.same_process and args.device == "cpu" and not args.convs
     meta = machine_info(args.device)
     if args.isolate:
