@@ -43,6 +43,12 @@ their kernel gradient becomes a dense C x C convolution plus a mask. So on CPU:
   contracts the (batch, space) rows in place, and a strided 1x1 input gradient a 1x1
   convolution spread out by interior padding (no lhs-dilated convolution over zeros).
 
+- bfloat16/float16 dense convolutions (`_taps_plan`): 1x1 convolutions, and kxk ones at least
+  `TAPS_MIN_CHANNELS` wide, as float32-accumulated matmuls (one per kernel tap, rounded once),
+  forward and gradients: XLA:CPU's own low-precision convolutions reach neither AMX nor
+  AVX512-BF16, its float32-accumulated bfloat16 matmuls do (resnet50 bf16 train step -18%,
+  inference -44%). float32 and float64 never take this path.
+
 Sub-float32 inputs are accumulated in float32 on the depthwise path. Measured GFLOP/s and the
 profile: docs/benchmarks.md (`python -m benchmarks.bench --convs`).
 
@@ -133,18 +139,26 @@ def _input_grad_pads(in_hw, kernel_hw, stride, padding, dilation, out_hw):
             for size, k, s, d, (lo, _), o in zip(in_hw, kernel_hw, stride, dilation, padding, out_hw)]
 
 
-def _conv_input_grad(g, w, in_hw, stride, padding, dilation, precision):
-    """Input gradient of a dense conv, as forward-layout convs (NHWC x HWIO).
+def _xla_conv(precision):
+    """A stride-1 forward-layout convolution `conv(lhs, rhs, pads, rhs_dilation)`: XLA's (the
+    input gradients below take it as an argument; `_taps_conv` is the other)."""
+    return lambda lhs, rhs, pads, dilation: lax.conv_general_dilated(
+        lhs, rhs, (1, 1), pads, rhs_dilation=dilation, dimension_numbers=_DIMS,
+        precision=precision)
+
+
+def _conv_input_grad(g, w, in_hw, stride, padding, dilation, precision, conv=None):
+    """Input gradient of a dense conv, as stride-1 forward-layout convs (NHWC x HWIO) `conv`
+    (default XLA's).
 
     Stride 1: one convolution. Strided: `_phase_input_grad` (XLA's lhs-dilated convolution
     multiplies mostly zeros: 2-4x slower on RegNet's and ResNet's strided 3x3 convolutions).
     """
+    conv = conv or _xla_conv(precision)
     if stride != (1, 1):
-        return _phase_input_grad(g, w, in_hw, stride, padding, dilation, precision)
+        return _phase_input_grad(g, w, in_hw, stride, padding, dilation, conv)
     pads = _input_grad_pads(in_hw, w.shape[:2], stride, padding, dilation, g.shape[1:3])
-    wt = jnp.swapaxes(w[::-1, ::-1], 2, 3)
-    return lax.conv_general_dilated(g, wt, (1, 1), pads, rhs_dilation=dilation,
-                                    dimension_numbers=_DIMS, precision=precision)
+    return conv(g, jnp.swapaxes(w[::-1, ::-1], 2, 3), pads, dilation)
 
 
 def _phase_axis(r, size, k, s, d, lo, o):
@@ -159,7 +173,7 @@ def _phase_axis(r, size, k, s, d, lo, o):
     return taps, (left, -(-size // s) + step * (len(taps) - 1) - o - left), step
 
 
-def _phase_input_grad(g, w, in_hw, stride, padding, dilation, precision):
+def _phase_input_grad(g, w, in_hw, stride, padding, dilation, conv):
     """Strided input gradient as s_h * s_w stride-1 convolutions, one per phase (p mod s) of the
     input rows and columns, each with the kernel taps that reach that phase; interleaved."""
     n, cin = g.shape[0], w.shape[2]
@@ -176,9 +190,7 @@ def _phase_input_grad(g, w, in_hw, stride, padding, dilation, precision):
             (th, ph, dh), (tw, pw, dw) = axes
             wr = w[th[0]:th[-1] + 1:th[1] - th[0] if len(th) > 1 else 1,
                    tw[0]:tw[-1] + 1:tw[1] - tw[0] if len(tw) > 1 else 1]
-            row.append(lax.conv_general_dilated(
-                g, jnp.swapaxes(wr[::-1, ::-1], 2, 3), (1, 1), (ph, pw), rhs_dilation=(dh, dw),
-                dimension_numbers=_DIMS, precision=precision))
+            row.append(conv(g, jnp.swapaxes(wr[::-1, ::-1], 2, 3), (ph, pw), (dh, dw)))
         rows.append(jnp.stack(row, 3))  # (n, qh, qw, sw, c)
     dx = jnp.stack(rows, 2).reshape(n, q[0] * stride[0], q[1] * stride[1], cin)
     return dx[:, :in_hw[0], :in_hw[1]]
@@ -199,20 +211,20 @@ def _conv_kernel_grad(xt, gt, kernel_hw, in_hw, stride, padding, dilation, preci
 
 
 # ----------------------------------------------------------------------------- dense
-def _strided_1x1_input_grad(g, w, in_hw, stride, padding, precision):
+def _strided_1x1_input_grad(g, w, in_hw, stride, padding, conv):
     """Input gradient of a 1x1 conv: a 1x1 conv at the output's resolution, spread out by
     interior padding (instead of XLA's lhs-dilated convolution over mostly zeros)."""
-    d = lax.conv_general_dilated(g, jnp.swapaxes(w, 2, 3), (1, 1), ((0, 0), (0, 0)),
-                                 dimension_numbers=_DIMS, precision=precision)
+    d = conv(g, jnp.swapaxes(w, 2, 3), ((0, 0), (0, 0)), (1, 1))
     (t, b), (l, r) = _input_grad_pads(in_hw, (1, 1), stride, padding, (1, 1), g.shape[1:3])
     cfg = ((0, 0, 0), (t, b, stride[0] - 1), (l, r, stride[1] - 1), (0, 0, 0))
     return lax.pad(d, jnp.array(0, d.dtype), cfg)
 
 
-def _dense_input_grad(g, w, in_hw, stride, padding, dilation, precision):
+def _dense_input_grad(g, w, in_hw, stride, padding, dilation, precision, conv=None):
+    conv = conv or _xla_conv(precision)
     if w.shape[:2] == (1, 1) and stride != (1, 1):
-        return _strided_1x1_input_grad(g, w, in_hw, stride, padding, precision)
-    return _conv_input_grad(g, w, in_hw, stride, padding, dilation, precision)
+        return _strided_1x1_input_grad(g, w, in_hw, stride, padding, conv)
+    return _conv_input_grad(g, w, in_hw, stride, padding, dilation, precision, conv)
 
 
 def _dense_kernel_grad(x, g, kernel_hw, stride, padding, dilation, precision):
@@ -227,17 +239,98 @@ def _dense_kernel_grad(x, g, kernel_hw, stride, padding, dilation, precision):
     if kernel_hw == (1, 1):
         xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
         (_, _, xs), = _taps(xp, (1, 1), stride, dilation, g.shape[1:3])
-        dw = lax.dot_general(xs.reshape(-1, x.shape[3]), g.reshape(-1, g.shape[3]),
-                             (((0,), (0,)), ((), ())), precision=precision)
+        dw = _dot(xs.reshape(-1, x.shape[3]), g.reshape(-1, g.shape[3]), (0,), (0,), precision)
         return dw.reshape(1, 1, *dw.shape)
     dw = _conv_kernel_grad(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)),
                            kernel_hw, x.shape[1:3], stride, padding, dilation, precision)
     return jnp.transpose(dw, (1, 2, 0, 3))
 
 
+def _low_precision(dtype) -> bool:
+    return dtype in (jnp.bfloat16, jnp.float16)
+
+
+def _dot(a, b, ca, cb, precision=None):
+    """a . b contracting axes ca of a with cb of b; bfloat16/float16 accumulate into a float32
+    result rounded once (the form XLA:CPU runs on AMX/AVX512-BF16, and torch autocast's
+    rounding: see `flaxnets.layers.matmul`)."""
+    dims = ((tuple(ca), tuple(cb)), ((), ()))
+    if _low_precision(a.dtype):
+        return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(a.dtype)
+    return lax.dot_general(a, b, dims, precision=precision)
+
+
+def _taps_conv(x, w, stride, padding, dilation, precision=None):
+    """Forward-layout conv (NHWC x HWIO, per-side `padding`, negative crops) as one matmul per
+    kernel tap over the tap's strided window, summed (a 1x1 kernel: one matmul). Low precision
+    accumulates every tap in float32 and rounds once at the end."""
+    xp = lax.pad(x, jnp.array(0, x.dtype), ((0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)))
+    out_hw = [_out_size(size, k, s, (0, 0), d)
+              for size, k, s, d in zip(xp.shape[1:3], w.shape[:2], stride, dilation)]
+    low = _low_precision(x.dtype)
+    acc = None
+    for i, j, xs in _taps(xp, w.shape[:2], stride, dilation, out_hw):
+        y = lax.dot_general(xs, w[i, j], (((3,), (0,)), ((), ())), precision=precision,
+                            preferred_element_type=jnp.float32 if low else None)
+        acc = y if acc is None else acc + y
+    return acc.astype(x.dtype)
+
+
+def _taps_kernel_grad(x, g, kernel_hw, stride, padding, dilation, precision=None):
+    """(kh, kw, Cin, Cout) kernel gradient as one matmul per tap contracting the (batch, space)
+    rows of the tap's window of x with g (float32 accumulation for low precision)."""
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    rows = [_dot(xs, g, (0, 1, 2), (0, 1, 2), precision)
+            for _, _, xs in _taps(xp, kernel_hw, stride, dilation, g.shape[1:3])]
+    return jnp.stack(rows).reshape(*kernel_hw, x.shape[3], g.shape[3])
+
+
+# Low precision (bfloat16/float16) on XLA:CPU 0.10 (docs/benchmarks.md "bfloat16
+# convolutions"): XLA's bfloat16 convolutions reach neither AMX nor AVX512-BF16 (no faster than
+# float32), its float32-accumulated matmuls do. So 1x1 convolutions and their gradients are
+# always such matmuls (forward 1.4-4.8x, input gradient 1.4-6x, kernel gradient 1.3-3.5x
+# faster on resnet50's shapes), and kxk convolutions with at least TAPS_MIN_CHANNELS input and
+# output channels (small images, wide layers: resnet50's last two stages) run their forward
+# and input gradient as one matmul per tap (from 256 channels forward 1.3-2.7x, input gradient
+# 1.1-2.1x; at 64-160 channels the forward measured 0.4-0.85x).
+# Their kernel gradient runs per tap only where the output has at most
+# TAPS_KERNEL_GRAD_MAX_PIXELS pixels per image (7x7: 1.2-1.5x); over more rows a matmul per
+# tap lost to XLA's convolution (14x14x512 0.82x, 28x28x512 0.82x, 56x56x256 0.31x).
+TAPS_MIN_CHANNELS = 256
+TAPS_KERNEL_GRAD_MAX_PIXELS = 49
+
+
+def _taps_plan(x, w, out_hw=None) -> tuple[bool, bool]:
+    """(taps forward and input gradient, taps kernel gradient) for this conv (the kernel
+    gradient's choice needs the output's spatial size `out_hw`)."""
+    if not _low_precision(x.dtype):
+        return False, False
+    if w.shape[:2] == (1, 1):
+        return True, True
+    wide = min(w.shape[2], w.shape[3]) >= TAPS_MIN_CHANNELS
+    small = out_hw is not None and out_hw[0] * out_hw[1] <= TAPS_KERNEL_GRAD_MAX_PIXELS
+    return wide, wide and small
+
+
+def _dense_forward(x, w, stride, padding, dilation, precision, taps):
+    if taps:
+        return _taps_conv(x, w, stride, padding, dilation, precision)
+    return plain_conv2d(x, w, stride, padding, dilation, 1, precision)
+
+
+def _dense_grads(x, w, g, stride, padding, dilation, precision, plan):
+    """(dx, dw) of the dense conv; `plan` as `_taps_plan` (tests force it in float32/64)."""
+    taps, taps_dw = plan
+    conv = (lambda lhs, rhs, pads, d: _taps_conv(lhs, rhs, (1, 1), pads, d, precision)) if taps else None
+    dx = _dense_input_grad(g, w, x.shape[1:3], stride, padding, dilation, precision, conv)
+    if taps_dw and w.shape[:2] != (1, 1):
+        return dx, _taps_kernel_grad(x, g, w.shape[:2], stride, padding, dilation, precision)
+    return dx, _dense_kernel_grad(x, g, w.shape[:2], stride, padding, dilation, precision)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _dense(x, w, stride, padding, dilation, precision):
-    return plain_conv2d(x, w, stride, padding, dilation, 1, precision)
+    return _dense_forward(x, w, stride, padding, dilation, precision, _taps_plan(x, w)[0])
 
 
 def _dense_fwd(x, w, stride, padding, dilation, precision):
@@ -246,8 +339,7 @@ def _dense_fwd(x, w, stride, padding, dilation, precision):
 
 def _dense_bwd(stride, padding, dilation, precision, res, g):
     x, w = res
-    dx = _dense_input_grad(g, w, x.shape[1:3], stride, padding, dilation, precision)
-    return dx, _dense_kernel_grad(x, g, w.shape[:2], stride, padding, dilation, precision)
+    return _dense_grads(x, w, g, stride, padding, dilation, precision, _taps_plan(x, w, g.shape[1:3]))
 
 
 _dense.defvjp(_dense_fwd, _dense_bwd)
@@ -255,7 +347,8 @@ _dense.defvjp(_dense_fwd, _dense_bwd)
 
 def dense_conv2d(x, w, stride, padding, dilation, precision=None):
     """Dense convolution: XLA's forward; custom VJP (1x1 kernel gradients as matmuls, strided
-    1x1 input gradients without lhs dilation)."""
+    1x1 input gradients without lhs dilation). bfloat16/float16: float32-accumulated matmuls
+    per `_taps_plan`."""
     return _dense(x, w, stride, padding, dilation, precision)
 
 

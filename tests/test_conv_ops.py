@@ -143,6 +143,86 @@ def test_bfloat16_depthwise_and_grouped_keep_dtype():
         np.testing.assert_allclose(float(y), float(ref.sum()), rtol=1e-2)
 
 
+# The low-precision taps formulation (conv_ops._taps_plan): forced on in float32/float64 on
+# every dense case above plus wide ones, it must equal XLA's convolution and its gradients.
+TAPS_CASES = [c for c in CASES if c[10] == 1] + [
+    ("taps3x3_wide_s2", 2, 9, 9, 32, 40, (3, 3), 2, 1, ((1, 1), (1, 1)), 1),
+    ("taps3x3_pad0_s2_crop", 2, 10, 9, 8, 8, (3, 3), 2, 1, ((0, 0), (0, 0)), 1),
+    ("taps5x5_s2_dil2", 1, 17, 15, 6, 7, (5, 5), 2, 2, ((4, 3), (2, 4)), 1),
+]
+
+
+@pytest.mark.parametrize("case,dtype", [
+    pytest.param(case, dtype, id=f"{case[0]}-{dtype}")
+    for case in TAPS_CASES for dtype in ("float32", "float64")])
+def test_taps_formulation_matches_lax(case, dtype):
+    name, n, h, wd, cin, cout, kernel, stride, dilation, padding, _ = case
+    rng = np.random.default_rng(zlib.crc32(b"taps" + name.encode()))
+    st, dl = (stride, stride), (dilation, dilation)
+    with jax.enable_x64(dtype == "float64"), jax.default_matmul_precision("highest"):
+        x = jnp.asarray(rng.standard_normal((n, h, wd, cin)), dtype)
+        w = jnp.asarray(rng.standard_normal((*kernel, cin, cout)), dtype)
+        y_ref, vjp = jax.vjp(lambda x, w: _reference(x, w, stride, dilation, padding, 1), x, w)
+        g = jnp.asarray(rng.standard_normal(y_ref.shape), dtype)
+        y = conv_ops._dense_forward(x, w, st, padding, dl, lax.Precision.HIGHEST, True)
+        dx, dw = conv_ops._dense_grads(x, w, g, st, padding, dl, lax.Precision.HIGHEST, (True, True))
+        errs = [_rel(a, b) for a, b in zip((y, dx, dw), (y_ref, *vjp(g)))]
+    print(f"{name} taps {dtype}: rel err y {errs[0]:.1e} dx {errs[1]:.1e} dw {errs[2]:.1e}")
+    assert max(errs) <= TOL[dtype], errs
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("h,cin,cout,kernel,stride", [
+    (7, 512, 512, 3, 1),     # taps forward, input and kernel gradient
+    (14, 256, 256, 3, 2),    # taps forward and phase input gradient; kernel gradient too (7x7 out)
+    (14, 256, 256, 3, 1),    # taps forward and input gradient, XLA's kernel gradient (14x14 out)
+    (9, 64, 256, 1, 2),      # 1x1 strided: matmuls
+    (8, 32, 32, 3, 1),       # narrow: XLA's low-precision convolution
+])
+def test_low_precision_dense_rounds_once(dtype, h, cin, cout, kernel, stride):
+    """Low-precision dense conv (whatever `_taps_plan` picks), forward and gradients, against
+    the float32 convolution of the same rounded inputs: within one rounding of the result."""
+    rng = np.random.default_rng(h * cin + kernel)
+    pad = kernel // 2
+    x = jnp.asarray(rng.standard_normal((2, h, h, cin)), dtype)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, cin, cout)) / np.sqrt(cin * kernel ** 2), dtype)
+    f32 = lambda a: a.astype(jnp.float32)  # noqa: E731
+    ref = lambda x, w: _reference(x, w, stride, 1, ((pad, pad), (pad, pad)), 1)  # noqa: E731
+    got = lambda x, w: conv_ops.conv2d(x, w, stride, pad, 1, 1, impl="fast")  # noqa: E731
+    y_ref, vjp_ref = jax.vjp(ref, f32(x), f32(w))
+    g = jnp.asarray(rng.standard_normal(y_ref.shape), dtype)
+    y, vjp = jax.vjp(got, x, w)
+    for name, a, b in zip(("y", "dx", "dw"), (y, *vjp(g)), (y_ref, *vjp_ref(f32(g)))):
+        assert a.dtype == jnp.dtype(dtype), name
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        # one rounding: half an ulp (2^-8 of |b| in bfloat16, 2^-11 in float16), plus float32
+        # summation-order differences near cancellation
+        ulp = 2.0 ** (-8 if dtype == "bfloat16" else -11)
+        bound = ulp * np.abs(b) + 1e-5 * np.abs(b).max()
+        worst = float((np.abs(a - b) / bound).max())
+        print(f"{dtype} {h}x{h}x{cin}->{cout} k{kernel} s{stride} {name}: worst/bound {worst:.2f}")
+        assert worst <= 1.0, (name, worst)
+
+
+def test_taps_plan():
+    """float32/float64 never; low precision: 1x1 always, kxk from TAPS_MIN_CHANNELS, kernel
+    gradient too for at most TAPS_KERNEL_GRAD_MAX_PIXELS output pixels; the traced forward
+    is float32-accumulated dot_generals, no convolution."""
+    plan = conv_ops._taps_plan
+    bf = lambda c: jnp.ones((1, 7, 7, c), jnp.bfloat16)  # noqa: E731
+    k = lambda kh, ci, co, dt=jnp.bfloat16: jnp.ones((kh, kh, ci, co), dt)  # noqa: E731
+    assert plan(jnp.ones((1, 7, 7, 512)), k(3, 512, 512, jnp.float32), (7, 7)) == (False, False)
+    assert plan(bf(64), k(1, 64, 16), (56, 56)) == (True, True)
+    assert plan(bf(128), k(3, 128, 512), (7, 7)) == (False, False)
+    assert plan(bf(256), k(3, 256, 256), (14, 14)) == (True, False)
+    assert plan(bf(512), k(3, 512, 512), (7, 7)) == (True, True)
+    assert plan(jnp.ones((1, 7, 7, 256), jnp.float16), k(3, 256, 256, jnp.float16), (7, 7)) == (True, True)
+    jaxpr = str(jax.make_jaxpr(lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, 1, impl="fast"))(
+        bf(256), k(3, 256, 256)))
+    assert "conv_general_dilated" not in jaxpr
+    assert jaxpr.count("preferred_element_type=float32") == 9, jaxpr
+
+
 def test_conv_impl_validation():
     with pytest.raises(ValueError, match="bogus"):
         conv_ops.conv2d(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 1, 4)), groups=4, impl="bogus")
