@@ -246,7 +246,9 @@ def _dense_kernel_grad(x, g, kernel_hw, stride, padding, dilation, precision):
     return jnp.transpose(dw, (1, 2, 0, 3))
 
 
-def _low_precision(dtype) -> bool:
+def low_precision(dtype) -> bool:
+    """bfloat16 or float16: the dtypes whose CPU products accumulate in float32 (here, in
+    `flaxnets.layers.matmul` and in attention)."""
     return dtype in (jnp.bfloat16, jnp.float16)
 
 
@@ -255,7 +257,7 @@ def _dot(a, b, ca, cb, precision=None):
     result rounded once (the form XLA:CPU runs on AMX/AVX512-BF16, and torch autocast's
     rounding: see `flaxnets.layers.matmul`)."""
     dims = ((tuple(ca), tuple(cb)), ((), ()))
-    if _low_precision(a.dtype):
+    if low_precision(a.dtype):
         return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(a.dtype)
     return lax.dot_general(a, b, dims, precision=precision)
 
@@ -267,7 +269,7 @@ def _taps_conv(x, w, stride, padding, dilation, precision=None):
     xp = lax.pad(x, jnp.array(0, x.dtype), ((0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)))
     out_hw = [_out_size(size, k, s, (0, 0), d)
               for size, k, s, d in zip(xp.shape[1:3], w.shape[:2], stride, dilation)]
-    low = _low_precision(x.dtype)
+    low = low_precision(x.dtype)
     acc = None
     for i, j, xs in _taps(xp, w.shape[:2], stride, dilation, out_hw):
         y = lax.dot_general(xs, w[i, j], (((3,), (0,)), ((), ())), precision=precision,
@@ -303,7 +305,7 @@ TAPS_KERNEL_GRAD_MAX_PIXELS = 49
 def _taps_plan(x, w, out_hw=None) -> tuple[bool, bool]:
     """(taps forward and input gradient, taps kernel gradient) for this conv (the kernel
     gradient's choice needs the output's spatial size `out_hw`)."""
-    if not _low_precision(x.dtype):
+    if not low_precision(x.dtype):
         return False, False
     if w.shape[:2] == (1, 1):
         return True, True

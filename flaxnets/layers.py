@@ -246,7 +246,7 @@ def matmul(x, w):
     0.10 runs that form 2.3x faster than a bfloat16-output dot (ViT's MLP matmul, 6304x768 @
     768x3072 on an AMX machine: 59 vs 138 ms), and it is torch autocast's own rounding (oneDNN
     accumulates in float32 and rounds the output). float32/float64 are untouched."""
-    if x.dtype in (jnp.bfloat16, jnp.float16) and conv_ops.fast_paths():
+    if conv_ops.low_precision(x.dtype) and conv_ops.fast_paths():
         return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(x.dtype)
     return jnp.dot(x, w)
 
@@ -416,7 +416,7 @@ def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: floa
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     drop = dropout_rate > 0.0 and dropout_rng is not None
-    low = q.dtype in (jnp.bfloat16, jnp.float16)
+    low = conv_ops.low_precision(q.dtype)
     cpu = low and conv_ops.fast_paths()
     if low and not drop and not cpu:
         return jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype),
