@@ -48,6 +48,9 @@ their kernel gradient becomes a dense C x C convolution plus a mask. So on CPU:
   forward and gradients: XLA:CPU's own low-precision convolutions reach neither AMX nor
   AVX512-BF16, its float32-accumulated bfloat16 matmuls do (resnet50 bf16 train step -18%,
   inference -44%). float32 and float64 never take this path.
+- bfloat16/float16 grouped convolutions (not merged into one dense conv): the group loop in
+  float32 on upcast operands, rounded once (XLA:CPU's low-precision per-group convolutions ran
+  1.4-7x slower than float32; regnet_x_400mf bf16 train step -29%, inference -37%).
 
 Sub-float32 inputs are accumulated in float32 on the depthwise path. Measured GFLOP/s and the
 profile: docs/benchmarks.md (`python -m benchmarks.bench --convs`).
@@ -425,7 +428,15 @@ def _block_diagonal(w, groups, s):
 
 
 def grouped_conv2d(x, w, stride, padding, dilation, groups, precision=None):
-    """Grouped convolution as a loop over groups of dense convolutions (custom VJP)."""
+    """Grouped convolution as a loop over groups of dense convolutions (custom VJP).
+
+    bfloat16/float16: the loop runs in float32 on the upcast operands and the result is rounded
+    once (products of two bfloat16/float16 values are exact in float32, so this is the float32
+    accumulation of `low_precision`). XLA:CPU's low-precision per-group convolutions reach no
+    bfloat16 unit and ran 1.1-7x slower than the same loop in float32 (docs/benchmarks.md,
+    "Grouped bfloat16 convolutions"); one matmul per tap batched over the groups was slower
+    still. The gradients come back in the operands' dtype.
+    """
     cin_g, cout = w.shape[2], w.shape[3]
     s = groups if max(cin_g * groups, cout) <= DENSE_MAX_WIDTH else _super_group(cin_g, groups)
     if s > 1:
@@ -433,6 +444,10 @@ def grouped_conv2d(x, w, stride, padding, dilation, groups, precision=None):
         groups //= s
     if groups == 1:
         return dense_conv2d(x, w, stride, padding, dilation, precision)
+    if low_precision(x.dtype):
+        y = _grouped(x.astype(jnp.float32), w.astype(jnp.float32), stride, padding, dilation,
+                     groups, precision)
+        return y.astype(x.dtype)
     return _grouped(x, w, stride, padding, dilation, groups, precision)
 
 

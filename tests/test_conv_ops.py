@@ -172,23 +172,28 @@ def test_taps_formulation_matches_lax(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.parametrize("h,cin,cout,kernel,stride", [
-    (7, 512, 512, 3, 1),     # taps forward, input and kernel gradient
-    (14, 256, 256, 3, 2),    # taps forward and phase input gradient; kernel gradient too (7x7 out)
-    (14, 256, 256, 3, 1),    # taps forward and input gradient, XLA's kernel gradient (14x14 out)
-    (9, 64, 256, 1, 2),      # 1x1 strided: matmuls
-    (8, 32, 32, 3, 1),       # narrow: XLA's low-precision convolution
+@pytest.mark.parametrize("h,cin,cout,kernel,stride,groups", [
+    (7, 512, 512, 3, 1, 1),     # taps forward, input and kernel gradient
+    (14, 256, 256, 3, 2, 1),    # taps forward and phase input gradient; kernel gradient too (7x7 out)
+    (14, 256, 256, 3, 1, 1),    # taps forward and input gradient, XLA's kernel gradient (14x14 out)
+    (9, 64, 256, 1, 2, 1),      # 1x1 strided: matmuls
+    (8, 32, 32, 3, 1, 1),       # narrow: XLA's low-precision convolution
+    (7, 400, 400, 3, 1, 25),    # grouped (regnet_x_400mf's last stage): the group loop in float32
+    (14, 160, 160, 3, 2, 10),   # grouped, strided
+    (8, 32, 32, 3, 1, 2),       # grouped, merged into one block-diagonal dense conv
 ])
-def test_low_precision_dense_rounds_once(dtype, h, cin, cout, kernel, stride):
-    """Low-precision dense conv (whatever `_taps_plan` picks), forward and gradients, against
-    the float32 convolution of the same rounded inputs: within one rounding of the result."""
-    rng = np.random.default_rng(h * cin + kernel)
+def test_low_precision_conv_rounds_once(dtype, h, cin, cout, kernel, stride, groups):
+    """Low-precision dense and grouped conv (whatever `_taps_plan` / `grouped_conv2d` pick),
+    forward and gradients, against the float32 convolution of the same rounded inputs: within
+    one rounding of the result."""
+    rng = np.random.default_rng(h * cin + kernel + groups)
     pad = kernel // 2
+    cin_g = cin // groups
     x = jnp.asarray(rng.standard_normal((2, h, h, cin)), dtype)
-    w = jnp.asarray(rng.standard_normal((kernel, kernel, cin, cout)) / np.sqrt(cin * kernel ** 2), dtype)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, cin_g, cout)) / np.sqrt(cin_g * kernel ** 2), dtype)
     f32 = lambda a: a.astype(jnp.float32)  # noqa: E731
-    ref = lambda x, w: _reference(x, w, stride, 1, ((pad, pad), (pad, pad)), 1)  # noqa: E731
-    got = lambda x, w: conv_ops.conv2d(x, w, stride, pad, 1, 1, impl="fast")  # noqa: E731
+    ref = lambda x, w: _reference(x, w, stride, 1, ((pad, pad), (pad, pad)), groups)  # noqa: E731
+    got = lambda x, w: conv_ops.conv2d(x, w, stride, pad, 1, groups, impl="fast")  # noqa: E731
     y_ref, vjp_ref = jax.vjp(ref, f32(x), f32(w))
     g = jnp.asarray(rng.standard_normal(y_ref.shape), dtype)
     y, vjp = jax.vjp(got, x, w)
@@ -200,7 +205,7 @@ def test_low_precision_dense_rounds_once(dtype, h, cin, cout, kernel, stride):
         ulp = 2.0 ** (-8 if dtype == "bfloat16" else -11)
         bound = ulp * np.abs(b) + 1e-5 * np.abs(b).max()
         worst = float((np.abs(a - b) / bound).max())
-        print(f"{dtype} {h}x{h}x{cin}->{cout} k{kernel} s{stride} {name}: worst/bound {worst:.2f}")
+        print(f"{dtype} {h}x{h}x{cin}->{cout} k{kernel} s{stride} g{groups} {name}: worst/bound {worst:.2f}")
         assert worst <= 1.0, (name, worst)
 
 
@@ -222,6 +227,22 @@ def test_taps_plan():
     assert "conv_general_dilated" not in jaxpr
     assert jaxpr.count("preferred_element_type=float32") == 9, jaxpr
 
+
+
+def test_low_precision_grouped_runs_in_float32():
+    """bfloat16 grouped conv of more groups than one block-diagonal merge: the group loop's
+    convolutions, forward and gradients, take float32 operands (upcast once, rounded once)."""
+    x = jnp.ones((1, 7, 7, 400), jnp.bfloat16)
+    w = jnp.ones((3, 3, 16, 400), jnp.bfloat16)
+    f = lambda x, w: conv_ops.conv2d(x, w, 1, 1, 1, 25, impl="fast")  # noqa: E731
+    grad = jax.grad(lambda x, w: f(x, w).astype(jnp.float32).sum(), (0, 1))
+    for fn in (f, grad):
+        jaxpr = str(jax.make_jaxpr(fn)(x, w))
+        convs = [line for line in jaxpr.splitlines() if "conv_general_dilated[" in line]
+        assert convs, jaxpr
+        assert all(":f32[" in line and ":bf16[" not in line for line in convs), convs
+    assert f(x, w).dtype == jnp.bfloat16
+    assert all(g.dtype == jnp.bfloat16 for g in grad(x, w))
 
 def test_conv_impl_validation():
     with pytest.raises(ValueError, match="bogus"):
