@@ -433,8 +433,9 @@ def grouped_conv2d(x, w, stride, padding, dilation, groups, precision=None):
     bfloat16/float16: the loop runs in float32 on the upcast operands and the result is rounded
     once (products of two bfloat16/float16 values are exact in float32, so this is the float32
     accumulation of `low_precision`). XLA:CPU's low-precision per-group convolutions reach no
-    bfloat16 unit and ran 1.1-7x slower than the same loop in float32 (docs/benchmarks.md,
-    "Grouped bfloat16 convolutions"); one matmul per tap batched over the groups was slower
+    bfloat16 unit (XLA compiles them as float32 convolutions between conversions, which inside
+    the loop ran 1.4-7x slower than the same loop in float32: docs/benchmarks.md, "Grouped
+    bfloat16 convolutions in float32"); one matmul per tap batched over the groups was slower
     still. The gradients come back in the operands' dtype.
     """
     cin_g, cout = w.shape[2], w.shape[3]

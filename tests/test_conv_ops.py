@@ -228,7 +228,6 @@ def test_taps_plan():
     assert jaxpr.count("preferred_element_type=float32") == 9, jaxpr
 
 
-
 def test_low_precision_grouped_runs_in_float32():
     """bfloat16 grouped conv of more groups than one block-diagonal merge: the group loop's
     convolutions, forward and gradients, take float32 operands (upcast once, rounded once)."""
@@ -243,6 +242,7 @@ def test_low_precision_grouped_runs_in_float32():
         assert all(":f32[" in line and ":bf16[" not in line for line in convs), convs
     assert f(x, w).dtype == jnp.bfloat16
     assert all(g.dtype == jnp.bfloat16 for g in grad(x, w))
+
 
 def test_conv_impl_validation():
     with pytest.raises(ValueError, match="bogus"):
