@@ -19,7 +19,12 @@ the install); the `_budget` moves at the end of OVERRIDES take out the costliest
 backbone float64 check where the model's own train check runs, train checks of a family's
 other widths/depths, and evals of the widest/deepest variants whose blocks a smaller sibling
 runs. A second round (same day, CI 41 min) moved more train checks and evals of the same kind.
-Every moved check still runs in `pytest -m large`.
+A third round (2026-12-03; the suite at 42 min here, CI 51 min with the install): the 1-D
+float64 train checks of the builds whose 2-D twin trains by default and whose 1-D layers
+resnet18 and mobilenet_v3_small train in 1-D (`train_1d_large`), the backbone float64 checks of
+six more families whose own train check runs by default, and evals of further widths and
+depths of blocks a sibling's default eval runs. Every moved check still runs in
+`pytest -m large`.
 
 1-D builds (`spatial_dims=1`, (N, L, C) input): a model with `lengths_1d` also gets
 `test_eval_1d` (float32 logits and layer by layer at every length) and `test_train_1d`
@@ -57,6 +62,7 @@ class Case:
     features_train_large: bool = False  # family representative's backbone float64 check: large tier
     lengths_1d: tuple = ()           # 1-D eval lengths (empty: no 1-D parity tests)
     train_length_1d: int = ONE_D_TRAIN_LENGTH
+    train_1d_large: bool = False     # the 1-D build's float64 train check: large tier
 
 
 ONE_D = dict(lengths_1d=ONE_D_LENGTHS)
@@ -238,6 +244,28 @@ _budget(("efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_
          "semnasnet_140", "regnet_x_1_6gf", "regnet_y_1_6gf", "regnet_x_3_2gf", "regnet_y_3_2gf", "resnet101",
          "ese_vovnet57b", "ese_vovnet99b", "vovnet57a", "darknet53", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
          "mobilenetv1_125", "mnasnet1_3", "vit_b_16"), eval_large=True)
+
+
+# Third round (2026-12-03, the suite 42 min on this machine, CI 51 min with the install; see
+# docs/benchmarks.md). 1-D float64 train checks in the large tier where resnet18's (basic blocks)
+# and mobilenet_v3_small's (inverted residuals, depthwise, SE, hardswish) 1-D train checks run
+# the same 1-D layers by default and the model's 2-D train check runs by default (mobilenet_v2,
+# mnasnet0_5 for mnasnet1_0, efficientnet_b0, semnasnet_100); their 1-D evals stay.
+_budget(("mobilenet_v2", "mnasnet1_0", "efficientnet_b0", "semnasnet_100"), train_1d_large=True)
+# Backbone float64 checks of further families whose own float64 train check runs by default (the
+# round-1 rule): the machinery (intercepted forward in train mode, early stop, gradients through
+# it) and every feature rule stay covered by resnet18 ("layer*", last per resolution), vgg11
+# (its only default float64 check), squeezenet1_1, alexnet, lenet5 ("features.*") and vit_b_32
+# ("all", the token map).
+_budget(("regnet_y_400mf", "shufflenet_v2_x0_5", "mobilenet_v1_0_25", "mobilenetv1_100", "ese_vovnet19b_dw",
+         "darknet17"), features_train_large=True)
+# ... and evals of widths / depths whose blocks a sibling's default eval runs: regnet_x/y_800mf
+# (400mf), semnasnet_075 (050, 100), mnasnet0_75 (0_5, 1_0), mobilenet_v1_0_5 / 0_75
+# (mobilenet_v1, 0_25), wide_resnet50_2 (resnet50), resnet34 (resnet18), mobilenet_v3_large
+# (mobilenet_v3_small: the same block types), darknet21 (darknet17).
+_budget(("regnet_x_800mf", "regnet_y_800mf", "semnasnet_075", "mnasnet0_75", "mobilenet_v1_0_5",
+         "mobilenet_v1_0_75", "wide_resnet50_2", "resnet34", "mobilenet_v3_large", "darknet21"),
+        eval_large=True)
 
 
 def case(name: str) -> Case:

@@ -254,7 +254,8 @@ def test_eval_1d(name):
         assert err <= EVAL_TOL, f"{name} 1-D eval logits at {size}: rel err {err:.3g} > {EVAL_TOL}"
 
 
-@pytest.mark.parametrize("name", ONE_D_NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.large) if cases.case(n).train_1d_large
+                                  else n for n in ONE_D_NAMES])
 def test_train_1d(name):
     c = cases.case(name)
     res = train_parity(name, (c.train_length_1d,), {**cases.TRAIN_KWARGS, **one_d_kwargs(name)})

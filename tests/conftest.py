@@ -22,3 +22,22 @@ def photo_folder(tmp_path_factory):
                 y, x = rng.integers(0, 250), rng.integers(0, 400)
                 Image.fromarray(im[y:y + 90 + 7 * k, x:x + 80]).save(root / split / f"c{c}" / f"{k}.jpg")
     return f"folder:{root}"
+
+
+@pytest.fixture(scope="session")
+def twin_variables():
+    """`make(name, **kwargs)`: variables for `flaxnets.create_model(name, **kwargs)`, converted
+    from its torchref twin's seeded state_dict. For tests that need some trained-looking
+    variables, not Flax's init: torch's init takes milliseconds, a jitted Flax init ~10 s of
+    XLA compile per mid-sized model on the 2-core machine (threefry, one program per shape)."""
+    import torch
+
+    import flaxnets
+    import torchref
+
+    def make(name, seed=0, **kwargs):
+        torch.manual_seed(seed)
+        return flaxnets.from_torch_state_dict(name, torchref.create_model(name, **kwargs).state_dict(),
+                                              **kwargs)
+
+    return make

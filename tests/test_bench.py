@@ -83,6 +83,7 @@ def test_bench_rejects_bad_counts(capsys, opt, value):
     assert f"{opt} must be >=" in capsys.readouterr().err
 
 
+@pytest.mark.large  # ~23 s on 2 cores (default-suite budget, 2026-12-03): a past investigation's script
 def test_regnet_blocks_smoke(capsys):
     """`python -m benchmarks.regnet_blocks`: one row per stage's first block and per
     repeated block, counts adding up to the model's depth; not the timings."""
@@ -100,6 +101,7 @@ def test_regnet_blocks_smoke(capsys):
         bench_regnet_blocks.main(["--model", "resnet50"])
 
 
+@pytest.mark.large  # ~28 s on 2 cores, mostly two worker processes' start (default-suite budget)
 def test_xla_flag_bench_smoke(capsys):
     """`python -m benchmarks.xla_flag`: both workers run, one with flaxnets' XLA flag, one without."""
     from benchmarks import xla_flag

@@ -16,11 +16,11 @@ from flaxnets.efficientnet import VARIANTS
     ("efficientnet_b0", {"dropout": 0.0, "stochastic_depth_prob": 0.5}),  # stochastic depth alone
     ("efficientnet_b0", {"dropout": 0.5, "stochastic_depth_prob": 0.0}),  # dropout alone
 ])
-def test_dropout_stream(name, knobs):
+def test_dropout_stream(name, knobs, twin_variables):
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     model = flaxnets.create_model(name, num_classes=10, **knobs)
     plain = flaxnets.create_model(name, num_classes=10, dropout=0.0, stochastic_depth_prob=0.0)
-    variables = jax.jit(model.init)(jax.random.key(0), x)
+    variables = twin_variables(name, num_classes=10)
 
     @jax.jit
     def run(key):

@@ -22,6 +22,7 @@ def test_dropout_stream(name, kwargs):
         name, torchref.create_model(name, **kwargs).state_dict(), **kwargs)
     x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
 
+    @jax.jit  # one compile costs less CPU than eager op-by-op dispatch (44 s -> 6 s, mnasnet0_5)
     def train(key):
         return model.apply(variables, x, train=True, mutable=["batch_stats"],
                            rngs={"dropout": key})[0]
@@ -30,8 +31,9 @@ def test_dropout_stream(name, kwargs):
     np.testing.assert_array_equal(a, a_again)
     assert np.max(np.abs(a - b)) > 1e-3 * np.max(np.abs(a))
     with pytest.raises(flax.errors.InvalidRngError):
-        model.apply(variables, x, train=True, mutable=["batch_stats"])
+        jax.eval_shape(lambda: model.apply(variables, x, train=True, mutable=["batch_stats"]))
 
     # Eval: deterministic, no RNG needed, identical to the same model without dropout.
     no_dropout = flaxnets.create_model(name, dropout=0.0, **kwargs)
-    np.testing.assert_array_equal(model.apply(variables, x), no_dropout.apply(variables, x))
+    ev, ev_plain = jax.jit(lambda v: (model.apply(v, x), no_dropout.apply(v, x)))(variables)
+    np.testing.assert_array_equal(np.asarray(ev), np.asarray(ev_plain))

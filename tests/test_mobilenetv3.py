@@ -11,11 +11,11 @@ import flaxnets
 from flaxnets.blocks import hardsigmoid
 
 
-def test_dropout_stream():
+def test_dropout_stream(twin_variables):
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     model = flaxnets.create_model("mobilenet_v3_small", num_classes=10, dropout=0.5)
     plain = flaxnets.create_model("mobilenet_v3_small", num_classes=10, dropout=0.0)
-    variables = jax.jit(model.init)(jax.random.key(0), x)
+    variables = twin_variables("mobilenet_v3_small", num_classes=10)
 
     @jax.jit
     def run(key):

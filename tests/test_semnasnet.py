@@ -86,11 +86,11 @@ def test_drop_path_schedule():
     assert isinstance(m.blocks[0][0].drop_path, torch.nn.Identity)  # rate 0 for block 0
 
 
-def test_flax_dropout_knobs_act_in_train_mode_only():
+def test_flax_dropout_knobs_act_in_train_mode_only(twin_variables):
     model = flaxnets.create_model("semnasnet_050", num_classes=5, drop_rate=0.5, drop_path_rate=0.3)
     x = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
     # Jitted: one compile per program costs less CPU than eager op-by-op dispatch.
-    v = jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0))
+    v = twin_variables("semnasnet_050", num_classes=5)
     # Eval: the knobs are inert, the same output as the model without them.
     plain = flaxnets.create_model("semnasnet_050", num_classes=5)
     np.testing.assert_array_equal(np.asarray(jax.jit(lambda v: model.apply(v, x, train=False))(v)),

@@ -48,14 +48,15 @@ def test_keys_are_timms_not_torchvisions():
     assert list(_meta("mobilenet_v1").state_dict())[0] == "features.0.0.weight"
 
 
-def test_knobs():
+def test_knobs(twin_variables):
     assert not any(k.startswith("classifier") for k in _meta("mobilenetv1_100", num_classes=0).state_dict())
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     plain = flaxnets.create_model("mobilenetv1_100", num_classes=4)
-    variables = jax.jit(plain.init)(jax.random.key(0), x)
+    variables = twin_variables("mobilenetv1_100", num_classes=4)
 
-    def train(model, key):
-        return model.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": key})[0]
+    def train(model, key):  # jitted: eager op-by-op dispatch costs more CPU than one compile
+        return jax.jit(lambda v, k: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                                rngs={"dropout": k})[0])(variables, key)
 
     ref = train(plain, jax.random.key(0))
     # drop_path_rate is inert (no shortcuts), as in timm; drop_rate acts through "dropout".

@@ -75,12 +75,12 @@ def test_drop_path_schedule(name):
     np.testing.assert_allclose([r for _, r in got], [r for r in flat if r > 0], rtol=2e-7)
 
 
-def test_dropout_and_drop_path_streams():
+def test_dropout_and_drop_path_streams(twin_variables):
     """drop_rate and drop_path_rate act in train mode only, through the "dropout" stream; timm
     drops paths of non-residual modules too (vovnet39a has no residuals)."""
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     plain = flaxnets.create_model("vovnet39a", num_classes=5)
-    variables = jax.jit(plain.init)(jax.random.key(0), x)
+    variables = twin_variables("vovnet39a", num_classes=5)
     ev_plain = jax.jit(plain.apply)(variables, x)
     for knobs in ({"drop_path_rate": 0.5}, {"drop_rate": 0.5}):
         model = flaxnets.create_model("vovnet39a", num_classes=5, **knobs)

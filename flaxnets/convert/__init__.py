@@ -152,9 +152,39 @@ def variable_shapes(model) -> dict:
     return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape, jnp.float32), train=False))
 
 
+_LAYOUTS: dict = {}  # (name, builder, knobs, x64) -> layout: one init trace per model and knobs
+
+
+def _layout_key(name: str, kwargs: dict):
+    """The cache key of `layout(name, **kwargs)`, or None where a knob is unhashable (not cached).
+    The builder is part of it: a name registered anew (a test's monkeypatch) is traced anew."""
+    from flaxnets import MODELS
+
+    builder = MODELS.get(name) if name in MODELS else None
+    key = (name, builder, tuple(sorted(kwargs.items())), bool(jax.config.jax_enable_x64))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def layout(name: str, **kwargs) -> "OrderedDict[str, Leaf]":
     """torch key -> Leaf for registered model `name` built with `kwargs` (Flax variables only;
-    `derived_buffers` gives the rest of the torch state_dict)."""
+    `derived_buffers` gives the rest of the torch state_dict).
+
+    Cached per model and knobs (a fresh copy each call): the table comes from tracing the
+    model's init (seconds for the larger models), and a conversion both ways needs it twice."""
+    key = _layout_key(name, kwargs)
+    table = _LAYOUTS.get(key) if key is not None else None
+    if table is None:
+        table = _build_layout(name, kwargs)
+        if key is not None:
+            _LAYOUTS[key] = table
+    return OrderedDict(table)
+
+
+def _build_layout(name: str, kwargs: dict) -> "OrderedDict[str, Leaf]":
     from flaxnets import create_model
 
     shapes = variable_shapes(create_model(name, **kwargs))
