@@ -214,3 +214,19 @@ def test_cli_to_safetensors(tmp_path, state_dict):
     assert convert_main([NAME, str(src), "-o", str(msg)]) == 0
     assert convert_main([NAME, str(msg), "-o", str(back), "--to-torch"]) == 0
     _equal(load_file(str(back)), dict(state_dict), ordered=False)
+
+
+def test_layout_cache_gives_copies_and_follows_the_registry(monkeypatch):
+    """layout() traces a model once per knobs: callers get their own copy, and a name whose
+    builder is replaced (a test's monkeypatch) is traced anew, not served the old table."""
+    import functools
+
+    a = layout("lenet5", num_classes=7)
+    a.pop("fc3.weight")
+    b = layout("lenet5", num_classes=7)
+    assert "fc3.weight" in b and b["fc3.weight"].torch_shape == (7, 84)
+    assert layout("lenet5", num_classes=3)["fc3.weight"].torch_shape == (3, 84)
+    assert layout("lenet5")["fc3.weight"].torch_shape == (10, 84)  # cached now
+    monkeypatch.setitem(flaxnets.MODELS._builders, "lenet5",
+                        functools.partial(flaxnets.MODELS.get("lenet5"), num_classes=5))
+    assert layout("lenet5")["fc3.weight"].torch_shape == (5, 84)
