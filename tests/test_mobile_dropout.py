@@ -5,21 +5,17 @@ import flax
 import jax
 import numpy as np
 import pytest
-import torch
 
 import flaxnets
-import torchref
 
 CASES = [("mobilenet_v1_0_25", {}), ("mobilenet_v2", {"width_mult": 0.35}), ("mnasnet0_5", {})]
 
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=[c[0] for c in CASES])
-def test_dropout_stream(name, kwargs):
+def test_dropout_stream(name, kwargs, twin_variables):
     kwargs = {"num_classes": 10, **kwargs}
     model = flaxnets.create_model(name, dropout=0.5, **kwargs)
-    torch.manual_seed(0)  # variables from the torch twin: much cheaper than Flax's init here
-    variables = flaxnets.from_torch_state_dict(
-        name, torchref.create_model(name, **kwargs).state_dict(), **kwargs)
+    variables = twin_variables(name, **kwargs)
     x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
 
     @jax.jit  # one compile costs less CPU than eager op-by-op dispatch (44 s -> 6 s, mnasnet0_5)

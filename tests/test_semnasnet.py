@@ -89,8 +89,8 @@ def test_drop_path_schedule():
 def test_flax_dropout_knobs_act_in_train_mode_only(twin_variables):
     model = flaxnets.create_model("semnasnet_050", num_classes=5, drop_rate=0.5, drop_path_rate=0.3)
     x = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
-    # Jitted: one compile per program costs less CPU than eager op-by-op dispatch.
     v = twin_variables("semnasnet_050", num_classes=5)
+    # Jitted: one compile per program costs less CPU than eager op-by-op dispatch.
     # Eval: the knobs are inert, the same output as the model without them.
     plain = flaxnets.create_model("semnasnet_050", num_classes=5)
     np.testing.assert_array_equal(np.asarray(jax.jit(lambda v: model.apply(v, x, train=False))(v)),
