@@ -656,8 +656,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bo
     """torch.nn.MaxPool2d on NHWC input (MaxPool1d on NLC input), ceil_mode emulated exactly.
 
     On the CPU fast paths (`conv_ops.fast_paths()`), for windows of up to MAX_POOL_TAPS taps,
-    the gradient is `_max_pool_taps`' (torch's first-maximum rule, through strided slices);
-    elsewhere jax differentiates `reduce_window`.
+    the gradient follows torch's first-maximum rule through strided slices (`_max_pool_taps`),
+    one axis at a time for windows that span two axes (`_max_pool_separable`); elsewhere jax
+    differentiates `reduce_window`.
     """
     nd = x.ndim - 2
     ks = _ntuple(kernel_size, nd, "kernel_size")

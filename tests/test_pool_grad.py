@@ -92,6 +92,29 @@ def test_fast_max_pool_equals_plain_op(geom):
         np.testing.assert_array_equal(np.asarray(tf), np.asarray(tp))
 
 
+@pytest.mark.parametrize("geom", [g for g in GEOMETRIES if len(g[0]) == 2], ids=str)
+def test_axis_by_axis_routing_equals_whole_window(geom):
+    """The 2-D fast path (`_max_pool_separable`, two 1-D routings) sends every cotangent where
+    the whole-window routing (`_max_pool_taps`) does: ties and NaNs included, float64."""
+    size, k, s, p, d, ceil = geom
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (2, *size, 4)).astype(np.float64)
+    x[0, 0, :2] = np.nan  # NaNs in some windows: torch routes to the last one
+    grads = {}
+    with jax.enable_x64(True), conv_ops.use_impl("fast"):
+        for separable in (True, False):
+            layers._SEPARABLE = separable
+            try:
+                y, vjp = jax.vjp(lambda v: layers.max_pool2d(v, k, s, p, d, ceil_mode=ceil), jnp.asarray(x))
+                ct = jnp.asarray(np.random.default_rng(4).standard_normal(y.shape))
+                grads[separable] = np.asarray(y), np.asarray(vjp(ct)[0])
+            finally:
+                layers._SEPARABLE = True
+    np.testing.assert_array_equal(grads[True][0], grads[False][0])
+    ref = grads[False][1]
+    assert np.abs(grads[True][1] - ref).max() <= 1e-14 * np.abs(ref).max()
+
+
 def test_large_windows_keep_reduce_window():
     """Past MAX_POOL_TAPS taps the plain op runs (and still matches torch)."""
     assert 12 * 12 > layers.MAX_POOL_TAPS >= 5 * 5
