@@ -2,9 +2,13 @@
 without it, interleaved in two worker processes (XLA reads XLA_FLAGS once per process).
 
     python -m benchmarks.xla_flag [--models resnet50,mobilenet_v2] [--batch 32] [--size 224] [--repeats 5]
+        [--against FLAGS]
 
 Prints a markdown table: median ms per step with the flag (flaxnets' default) and without it
-(`FLAXNETS_NO_XLA_FLAGS=1`: YNNPACK convolutions), and the speed-up.
+(`FLAXNETS_NO_XLA_FLAGS=1`: YNNPACK convolutions), and the speed-up. ``--against FLAGS`` runs
+the second worker with ``FLAXNETS_NO_XLA_FLAGS=1`` and these XLA flags instead of none (a
+candidate setting against the default, e.g.
+``--against=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-dot``).
 """
 from __future__ import annotations
 
@@ -16,11 +20,12 @@ import statistics
 import time
 
 
-def _worker(conn, no_flag: bool, name: str, batch: int, size: int):
+def _worker(conn, no_flag: bool, name: str, batch: int, size: int, against: str = ""):
     if no_flag:  # (a parent that imported flaxnets passes its flag down in XLA_FLAGS)
         os.environ["FLAXNETS_NO_XLA_FLAGS"] = "1"
-        os.environ["XLA_FLAGS"] = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                                           if not f.startswith("--xla_cpu_experimental_ynn_fusion_type"))
+        os.environ["XLA_FLAGS"] = " ".join([f for f in os.environ.get("XLA_FLAGS", "").split()
+                                            if not f.startswith("--xla_cpu_experimental_ynn_fusion_type")]
+                                           + against.split())
     import jax
 
     from benchmarks.bench import flax_variants
@@ -45,6 +50,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--against", default="", metavar="FLAGS",
+                   help="XLA flags of the second worker (default: none, i.e. without flaxnets' flag)")
     a = p.parse_args(argv)
     ctx = multiprocessing.get_context("spawn")
     rows, flags = [], {}
@@ -52,7 +59,7 @@ def main(argv=None) -> list[dict]:
         pipes, procs = {}, []
         for no_flag in (False, True):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, no_flag, name, a.batch, a.size), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, no_flag, name, a.batch, a.size, a.against), daemon=True)
             proc.start()
             pipes[no_flag] = parent
             flags[no_flag] = parent.recv()
@@ -74,8 +81,9 @@ def main(argv=None) -> list[dict]:
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     print(f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; batch {a.batch}, {a.size}², "
           f"float32, median of {a.repeats} interleaved steps; XLA_FLAGS with: `{flags.get(False, '')}`, "
-          f"without: `{flags.get(True, '')}`")
-    print("| model | step | with the flag (ms) | without (ms) | speed-up |\n|---|---|---:|---:|---:|")
+          f"{'against' if a.against else 'without'}: `{flags.get(True, '')}`")
+    other = "against (ms)" if a.against else "without (ms)"
+    print(f"| model | step | with the flag (ms) | {other} | speed-up |\n|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['model']} | {r['mode']} | {r['with_flag_ms']:.0f} | {r['without_ms']:.0f} | {r['speedup']:.2f}x |")
     return rows

@@ -59,7 +59,8 @@ The implementation is ``auto`` (the default: the fast paths on CPU, XLA's own co
 elsewhere), ``plain`` (always `lax.conv_general_dilated`) or ``fast`` (the fast paths on every
 backend); one mechanism selects it: ``with conv_ops.use_impl("plain"):`` for everything traced
 inside the block (this thread), or `conv2d(..., impl=...)` for one call. The same switch
-selects `flaxnets.layers.BatchNorm2d`'s train-mode VJP (`fast_paths()`).
+selects `flaxnets.layers.BatchNorm2d`'s train-mode VJP and `flaxnets.layers.attention`'s
+heads-major layout (`fast_paths()`).
 """
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def conv_impl() -> str:
 
 
 def fast_paths(impl: str | None = None) -> bool:
-    """Whether the CPU fast paths apply (to convolutions and BatchNorm's VJP) for `impl`."""
+    """Whether the CPU fast paths apply (to convolutions, BatchNorm's VJP, attention's layout) for `impl`."""
     return _use_fast_paths(impl or conv_impl())
 
 

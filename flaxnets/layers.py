@@ -15,9 +15,10 @@
   `avg_pool2d` (count_include_pad, ceil_mode), `spatial_mean` (global average);
   `stochastic_depth`; torch's activations (`gelu` is torch's exact erf form);
   `check_input` (the `spatial_dims` / `in_channels` knobs' input check).
-- Transformer pieces: `LayerNorm` (torch's eps per family), `attention` (softmax attention
-  through `jax.nn.dot_product_attention`), `MultiheadAttention` (torch.nn.MultiheadAttention,
-  packed in_proj), `MLP` (torchvision.ops.MLP).
+- Transformer pieces: `LayerNorm` (torch's eps per family), `attention` (softmax attention;
+  heads-major batched matmuls on the CPU fast paths, `jax.nn.dot_product_attention` for half
+  precision elsewhere), `MultiheadAttention` (torch.nn.MultiheadAttention, packed in_proj),
+  `MLP` (torchvision.ops.MLP).
 - `interpolate`: torch's F.interpolate (bilinear / bicubic) in numpy, for weight resizing.
 
 Every layer computes in the dtype of its inputs and parameters unless `dtype` is given
@@ -424,13 +425,26 @@ def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: floa
     # CPU, bfloat16/float16: both products accumulate in float32 (see `matmul`), the softmax
     # runs in float32 on the float32 logits, the weights are rounded once for the second product.
     acc = jnp.float32 if cpu else None
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q * jnp.asarray(scale, q.dtype), k, preferred_element_type=acc)
+    # On the CPU fast paths q, k, v are first copied heads-major, (batch, heads, length, dim), so
+    # both products are plain batched matmuls over (batch, heads). Given (batch, length, heads,
+    # dim) operands XLA:CPU 0.10 fuses the softmax into a YNNPACK fusion with the strided
+    # weights-times-v product and runs it at ~20 GFLOP/s: ViT-B/16's attention (batch 32, 197
+    # tokens, 12 heads of 64) 181 ms forward vs 70 ms heads-major (docs/benchmarks.md,
+    # "Attention heads-major on CPU"). Same products and sums; only the operands' layout differs.
+    heads_major = conv_ops.fast_paths()
+    if heads_major:
+        q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
+    spec = "bhqd,bhkd->bhqk" if heads_major else "bqhd,bkhd->bhqk"
+    logits = jnp.einsum(spec, q * jnp.asarray(scale, q.dtype), k, preferred_element_type=acc)
     if bias is not None:
         logits = logits + bias.astype(logits.dtype)
     weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
     if drop:
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
         weights = jnp.where(keep, weights / jnp.asarray(1.0 - dropout_rate, weights.dtype), 0)
+    if heads_major:
+        out = jnp.einsum("bhqk,bhkd->bhqd", weights, v, preferred_element_type=acc)
+        return jnp.swapaxes(out, 1, 2).astype(q.dtype)
     return jnp.einsum("bhqk,bkhd->bqhd", weights, v, preferred_element_type=acc).astype(q.dtype)
 
 
