@@ -156,26 +156,55 @@ _SQRT1_2 = 0.70710678118654752440   # M_SQRT1_2
 _GELU_BETA = 0.39894228040143267794  # M_2_SQRTPI * M_SQRT1_2 * 0.5 = 1 / sqrt(2 pi)
 
 
-def _gelu_cdf_2(x):
-    """1 + erf(x / sqrt 2) (twice the normal CDF), as torch's kernel computes it."""
-    return 1 + lax.erf(x * jnp.asarray(_SQRT1_2, x.dtype))
+def lane_constants(x, *values, lanes: bool | None = None):
+    """`values` in x's dtype for elementwise use with x: scalars, or with ``lanes`` (default: on the
+    CPU fast paths) vectors along x's last axis that come out of an optimization barrier (the same
+    arithmetic either way).
+
+    XLA:CPU 0.10's YNNPACK fusions (a Linear's matmul fused with the elementwise ops around it) take
+    a scalar constant's broadcast as a full-size operand, which XLA then materialises once per
+    shape and step and shares between every block: convnext_tiny's inference wrote 12 such GELU
+    tensors, up to 154 MB each (265 ms for one in the profile). A vector that XLA cannot constant-
+    fold is broadcast inside the fusion, like a bias (docs/benchmarks.md, "Scalar constants in
+    YNNPACK fusions")."""
+    if lanes is None:
+        lanes = conv_ops.fast_paths()
+    if x.ndim == 0 or not lanes:
+        return tuple(jnp.asarray(v, x.dtype) for v in values)
+    c = x.shape[-1]
+    return lax.optimization_barrier(tuple(jnp.full((c,), v, x.dtype) for v in values))
 
 
-@jax.custom_jvp
+def _gelu_rule(lanes: bool):
+    """gelu with its constants as `lane_constants(..., lanes=lanes)`; one function per form, so
+    jax's per-function trace cache never hands one form's trace to the other."""
+
+    @jax.custom_jvp
+    def f(x):
+        half, one, sqrt1_2 = lane_constants(x, 0.5, 1, _SQRT1_2, lanes=lanes)
+        return x * half * (one + lax.erf(x * sqrt1_2))  # 1 + erf(x / sqrt 2): twice the normal CDF
+
+    @f.defjvp
+    def _jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        half, one, sqrt1_2, m_half, beta = lane_constants(x, 0.5, 1, _SQRT1_2, -0.5, _GELU_BETA, lanes=lanes)
+        e = one + lax.erf(x * sqrt1_2)
+        pdf = jnp.exp(m_half * x * x) * beta
+        return x * half * e, t * (half * e + x * pdf)
+
+    return f
+
+
+_GELU = {lanes: _gelu_rule(lanes) for lanes in (False, True)}
+
+
 def gelu(x):
     """torch.nn.GELU() (the exact erf form; jax.nn.gelu defaults to the tanh approximation), written as
-    torch's CPU kernel: 0.5 * x * (1 + erf(x / sqrt 2)); derivative as torch's gelu_backward,
-    cdf + x * pdf. The rule matters for speed: differentiating jax.nn.gelu's erfc form left XLA:CPU
-    several fusions that each recomputed erfc (convnext_tiny's GELUs took 20% of its train step)."""
-    return x * jnp.asarray(0.5, x.dtype) * _gelu_cdf_2(x)
-
-
-@gelu.defjvp
-def _gelu_jvp(primals, tangents):
-    (x,), (t,) = primals, tangents
-    e = _gelu_cdf_2(x)
-    pdf = jnp.exp(jnp.asarray(-0.5, x.dtype) * x * x) * jnp.asarray(_GELU_BETA, x.dtype)
-    return x * jnp.asarray(0.5, x.dtype) * e, t * (jnp.asarray(0.5, x.dtype) * e + x * pdf)
+    torch's CPU kernel: 0.5 * x * (1 + erf(x / sqrt 2)); derivative (a custom JVP) as torch's
+    gelu_backward, cdf + x * pdf. The rule matters for speed: differentiating jax.nn.gelu's erfc form
+    left XLA:CPU several fusions that each recomputed erfc (convnext_tiny's GELUs took 20% of its
+    train step). Constants as `lane_constants` on the CPU fast paths."""
+    return _GELU[conv_ops.fast_paths()](x)
 
 
 def leaky_relu(x, negative_slope: float = 0.01):

@@ -167,3 +167,29 @@ def test_attention_layout_follows_the_fast_path_switch():
 
     assert dots("fast") == [(((3,), (3,)), ((0, 1), (0, 1))), (((3,), (2,)), ((0, 1), (0, 1)))]
     assert all(dn[1] != ((0, 1), (0, 1)) for dn in dots("plain"))
+
+
+def test_gelu_lane_constants_change_no_value():
+    """gelu's constants as barrier'd vectors along the last axis (CPU fast paths) against scalars
+    (plain): the same arithmetic, so values and derivatives are bit-identical, float32 and float64,
+    on shapes of rank 0 to 4; the fast form's jaxpr has the barrier, the plain form's none."""
+    rng = np.random.default_rng(1)
+    for dtype in ("float32", "float64"):
+        with jax.enable_x64(dtype == "float64"):
+            for shape in ((), (7,), (3, 5), (2, 3, 4, 6)):
+                x = jnp.asarray(rng.standard_normal(shape) * 3, dtype)
+                t = jnp.asarray(rng.standard_normal(shape), dtype)
+                got = {}
+                for impl in ("fast", "plain"):
+                    with conv_ops.use_impl(impl):
+                        y, dy = jax.jit(lambda x, t: jax.jvp(layers.gelu, (x,), (t,)))(x, t)
+                        g = jax.jit(jax.grad(lambda x: (layers.gelu(x) * t).sum()))(x)
+                        got[impl] = [np.asarray(a) for a in (y, dy, g)]
+                for a, b in zip(got["fast"], got["plain"]):
+                    assert a.dtype == b.dtype and np.array_equal(a, b), (dtype, shape)
+    x = jnp.ones((2, 4))
+    for impl, barriers in (("fast", 1), ("plain", 0)):
+        with conv_ops.use_impl(impl):
+            jaxpr = jax.make_jaxpr(lambda x: layers.gelu(x))(x)  # a fresh function: jax caches traces
+        inner = next(e for e in jaxpr.eqns if e.primitive.name == "custom_jvp_call").params["call_jaxpr"].eqns
+        assert sum(e.primitive.name == "optimization_barrier" for e in inner) == barriers, impl
