@@ -103,7 +103,8 @@ def test_regnet_blocks_smoke(capsys):
 
 @pytest.mark.large  # ~28 s on 2 cores, mostly two worker processes' start (default-suite budget)
 def test_xla_flag_bench_smoke(capsys):
-    """`python -m benchmarks.xla_flag`: both workers run, one with flaxnets' XLA flag, one without."""
+    """`python -m benchmarks.xla_flag`: both workers run, one with flaxnets' XLA flag, one without
+    (or, with --against, with the given flags)."""
     from benchmarks import xla_flag
 
     rows = xla_flag.main(["--models", "lenet5", "--batch", "2", "--size", "32", "--repeats", "1"])
@@ -112,6 +113,13 @@ def test_xla_flag_bench_smoke(capsys):
     out = capsys.readouterr().out
     assert "with: `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`" in out
     assert "without: ``" in out
+    # --against: the second worker runs with the given flags instead of none
+    flags = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-dot"
+    rows = xla_flag.main(["--models", "lenet5", "--batch", "2", "--size", "32", "--repeats", "1",
+                          f"--against={flags}"])
+    assert all(r["with_flag_ms"] > 0 and r["without_ms"] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert f"against: `{flags}`" in out and "| against (ms) |" in out
 
 
 # ----------------------------------------------------------------------------- input pipeline
