@@ -456,10 +456,11 @@ def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: floa
     acc = jnp.float32 if cpu else None
     # On the CPU fast paths q, k, v are first copied heads-major, (batch, heads, length, dim), so
     # both products are plain batched matmuls over (batch, heads). Given (batch, length, heads,
-    # dim) operands XLA:CPU 0.10 fuses the softmax into a YNNPACK fusion with the strided
-    # weights-times-v product and runs it at ~20 GFLOP/s: ViT-B/16's attention (batch 32, 197
-    # tokens, 12 heads of 64) 181 ms forward vs 70 ms heads-major (docs/benchmarks.md,
-    # "Attention heads-major on CPU"). Same products and sums; only the operands' layout differs.
+    # dim) operands XLA:CPU 0.10 runs the products at ~20 GFLOP/s (the layout is the cause: an
+    # optimization barrier between the softmax and the second product changes nothing): ViT-B/16's
+    # attention (batch 32, 197 tokens, 12 heads of 64) 174.7 ms forward vs 66.7 ms heads-major
+    # (docs/benchmarks.md, "Attention heads-major on CPU"). Same products and sums; only the
+    # operands' layout differs.
     heads_major = conv_ops.fast_paths()
     if heads_major:
         q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
