@@ -198,13 +198,27 @@ def _gelu_rule(lanes: bool):
 _GELU = {lanes: _gelu_rule(lanes) for lanes in (False, True)}
 
 
+def on_rows(fn, x):
+    """`fn(x)` for a `fn` that treats each position along x's leading axes alike and maps the last
+    axis (elementwise ops, a Linear's product, LayerNorm): on the CPU fast paths computed on x
+    viewed as a (rows, C) matrix and reshaped back (a bitcast in row-major layout; same products
+    and sums per row). XLA:CPU 0.10 runs the rank-2 form of these fusions faster than the rank-3
+    and rank-4 ones the transformer families and ConvNeXt hand it: LayerNorm's forward and VJP at
+    Swin's first stage, (32, 56, 56, 96), 115 -> 72 ms standalone; with Linear and GELU too, swin_t's
+    train step -22% and convnext_tiny's -10% (docs/benchmarks.md, "Rank-2 rows on CPU")."""
+    if x.ndim <= 2 or not conv_ops.fast_paths():
+        return fn(x)
+    y = fn(x.reshape(-1, x.shape[-1]))
+    return y.reshape(x.shape[:-1] + y.shape[-1:])
+
+
 def gelu(x):
     """torch.nn.GELU() (the exact erf form; jax.nn.gelu defaults to the tanh approximation), written as
     torch's CPU kernel: 0.5 * x * (1 + erf(x / sqrt 2)); derivative (a custom JVP) as torch's
     gelu_backward, cdf + x * pdf. The rule matters for speed: differentiating jax.nn.gelu's erfc form
     left XLA:CPU several fusions that each recomputed erfc (convnext_tiny's GELUs took 20% of its
-    train step). Constants as `lane_constants` on the CPU fast paths."""
-    return _GELU[conv_ops.fast_paths()](x)
+    train step). Constants as `lane_constants`, and `on_rows`, on the CPU fast paths."""
+    return on_rows(_GELU[conv_ops.fast_paths()], x)
 
 
 def leaky_relu(x, negative_slope: float = 0.01):
@@ -275,10 +289,11 @@ def matmul(x, w):
     bfloat16/float16 products accumulate to a float32 result that is then rounded once: XLA:CPU
     0.10 runs that form 2.3x faster than a bfloat16-output dot (ViT's MLP matmul, 6304x768 @
     768x3072 on an AMX machine: 59 vs 138 ms), and it is torch autocast's own rounding (oneDNN
-    accumulates in float32 and rounds the output). float32/float64 are untouched."""
+    accumulates in float32 and rounds the output). float32/float64 products are XLA's own; the
+    product runs `on_rows`."""
     if conv_ops.low_precision(x.dtype) and conv_ops.fast_paths():
-        return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(x.dtype)
-    return jnp.dot(x, w)
+        return on_rows(lambda r: jnp.dot(r, w, preferred_element_type=jnp.float32).astype(x.dtype), x)
+    return on_rows(lambda r: jnp.dot(r, w), x)
 
 
 class Linear(nn.Module):
@@ -306,8 +321,8 @@ class Linear(nn.Module):
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         if bias is not None and self.bias_fn is not None:
             bias = self.bias_fn(bias)
-        y = matmul(x, kernel)
-        return y if bias is None else y + bias
+        # The product and the bias add `on_rows` (matmul's own view is then already rank 2).
+        return on_rows(lambda r: matmul(r, kernel) if bias is None else matmul(r, kernel) + bias, x)
 
 
 def _bn_stats(x, stat_dtype):
@@ -406,7 +421,7 @@ def _batch_norm(m: BatchNorm2d, x, train: bool):
 class LayerNorm(nn.Module):
     """torch.nn.LayerNorm over the last axis (`scale` <-> weight, `bias`). `eps` is per family:
     torch's default 1e-5 (torchvision's Swin, `partial(nn.LayerNorm, eps=1e-5)`, and MaxViT
-    too), 1e-6 for ViT and ConvNeXt. Statistics in at least float32."""
+    too), 1e-6 for ViT and ConvNeXt. Statistics in at least float32; computed `on_rows`."""
 
     eps: float = 1e-5
     use_bias: bool = True
@@ -421,14 +436,18 @@ class LayerNorm(nn.Module):
                 if self.use_bias else None)
         out_dtype = self.dtype or jnp.result_type(x.dtype, scale.dtype)
         stat_dtype = jnp.promote_types(jnp.result_type(x.dtype, scale.dtype), jnp.float32)
-        xs = x.astype(stat_dtype)
-        mean = jnp.mean(xs, -1, keepdims=True)
-        xc = xs - mean
-        var = jnp.mean(jnp.square(xc), -1, keepdims=True)  # biased, as torch
-        y = xc * lax.rsqrt(var + self.eps) * scale.astype(stat_dtype)
-        if bias is not None:
-            y = y + bias.astype(stat_dtype)
-        return y.astype(out_dtype)
+
+        def norm(x):
+            xs = x.astype(stat_dtype)
+            mean = jnp.mean(xs, -1, keepdims=True)
+            xc = xs - mean
+            var = jnp.mean(jnp.square(xc), -1, keepdims=True)  # biased, as torch
+            y = xc * lax.rsqrt(var + self.eps) * scale.astype(stat_dtype)
+            if bias is not None:
+                y = y + bias.astype(stat_dtype)
+            return y.astype(out_dtype)
+
+        return on_rows(norm, x)
 
 
 def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: float = 0.0,
@@ -501,7 +520,7 @@ class MultiheadAttention(nn.Module):
         w = self.param("in_proj_weight", nn.initializers.xavier_uniform(), (3 * d, d), self.param_dtype)
         bias = self.param("in_proj_bias", nn.initializers.zeros, (3 * d,), self.param_dtype)
         x, w, bias = promote_dtype(x, w, bias, dtype=self.dtype)
-        qkv = (matmul(x, w.T) + bias).reshape(b, length, 3, self.num_heads, d // self.num_heads)
+        qkv = on_rows(lambda r: matmul(r, w.T) + bias, x).reshape(b, length, 3, self.num_heads, d // self.num_heads)
         rng = self.make_rng("dropout") if train and self.dropout > 0.0 else None
         y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], dropout_rate=self.dropout,
                       dropout_rng=rng)

@@ -194,3 +194,61 @@ def test_gelu_lane_constants_change_no_value():
             jaxpr = jax.make_jaxpr(lambda x: layers.gelu(x))(x)  # a fresh function: jax caches traces
         inner = next(e for e in jaxpr.eqns if e.primitive.name == "custom_jvp_call").params["call_jaxpr"].eqns
         assert sum(e.primitive.name == "optimization_barrier" for e in inner) == barriers, impl
+
+
+def _rows_cases(rng, dtype):
+    """(name, module or None, fn(variables, x)) for the layers that compute `on_rows`."""
+    d = 6
+    mods = {"layer_norm": layers.LayerNorm(eps=1e-5), "layer_norm_nobias": layers.LayerNorm(use_bias=False),
+            "linear": layers.Linear(5), "linear_bias_fn": layers.Linear(5, bias_fn=lambda b: b * 2.0),
+            "linear_nobias": layers.Linear(5, use_bias=False)}
+    out = []
+    for name, m in mods.items():
+        v = m.init(jax.random.key(0), jnp.zeros((1, d), dtype))
+        # random affine parameters: an init's ones and zeros would hide a wrong broadcast
+        v = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape), dtype), v)
+        out.append((name, v, lambda v, x, m=m: m.apply(v, x)))
+    out.append(("gelu", {}, lambda v, x: layers.gelu(x)))
+    return d, out
+
+
+def test_on_rows_equals_plain():
+    """LayerNorm, Linear (and matmul) and gelu computed on the (rows, C) view (CPU fast paths)
+    against the plain N-D form: values and gradients (input and parameters), float64 <= 1e-13 and
+    float32 <= 1e-6 relative, on random shapes of rank 1 to 4."""
+    rng = np.random.default_rng(2)
+    worst = {}
+    for dtype, tol in (("float32", 1e-6), ("float64", 1e-13)):
+        with jax.enable_x64(dtype == "float64"):
+            d, cases = _rows_cases(rng, dtype)
+            for shape in ((d,), (3, d), (2, 3, d), (2, 3, 4, d), (1, 5, 1, d)):
+                x = jnp.asarray(rng.standard_normal(shape) * 2, dtype)
+                for name, v, fn in cases:
+                    got = {}
+                    for impl in ("fast", "plain"):
+                        with conv_ops.use_impl(impl):
+                            # fresh functions per form: jax caches traces per function object
+                            y = jax.jit(lambda v, x: fn(v, x))(v, x)
+                            t = jnp.asarray(rng.standard_normal(y.shape), dtype) if impl == "fast" else t
+                            g = jax.jit(jax.grad(lambda v, x: (fn(v, x) * t).sum(), argnums=(0, 1)))(v, x)
+                            got[impl] = [np.asarray(a) for a in jax.tree.leaves((y, g))]
+                    for a, b in zip(got["fast"], got["plain"]):
+                        assert a.dtype == b.dtype == np.dtype(dtype) and a.shape == b.shape
+                        err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
+                        worst[(dtype, name)] = max(worst.get((dtype, name), 0.0), err)
+                        assert err <= tol, (dtype, name, shape, err)
+    assert len(worst) == 12
+
+
+def test_on_rows_reshapes_only_on_the_fast_paths():
+    """The fast form of LayerNorm on a rank-4 input reduces a rank-2 operand, the plain form a
+    rank-4 one (so the test above compares two different computations)."""
+    m = layers.LayerNorm()
+    x = jnp.ones((2, 3, 4, 5))
+    v = m.init(jax.random.key(0), x)
+    for impl, rank in (("fast", 2), ("plain", 4)):
+        with conv_ops.use_impl(impl):
+            jaxpr = jax.make_jaxpr(lambda v, x: m.apply(v, x))(v, x)
+        ranks = {e.invars[0].aval.ndim for e in jaxpr.eqns if e.primitive.name == "reduce_sum"}
+        assert ranks == {rank}, (impl, ranks)
+    assert layers.on_rows(lambda r: r[:, :2], jnp.ones((2, 3, 5))).shape == (2, 3, 2)
