@@ -205,7 +205,7 @@ def on_rows(fn, x):
     and sums per row). XLA:CPU 0.10 runs the rank-2 form of these fusions faster than the rank-3
     and rank-4 ones the transformer families and ConvNeXt hand it: LayerNorm's forward and VJP at
     Swin's first stage, (32, 56, 56, 96), 115 -> 72 ms standalone; with Linear and GELU too, swin_t's
-    train step -22% and convnext_tiny's -10% (docs/benchmarks.md, "Rank-2 rows on CPU")."""
+    train step -24% and convnext_tiny's -11% (docs/benchmarks.md, "Rank-2 rows on CPU")."""
     if x.ndim <= 2 or not conv_ops.fast_paths():
         return fn(x)
     y = fn(x.reshape(-1, x.shape[-1]))
