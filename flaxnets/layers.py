@@ -208,7 +208,7 @@ def on_rows(fn, x):
     train step -24% and convnext_tiny's -11% (docs/benchmarks.md, "Rank-2 rows on CPU")."""
     if x.ndim <= 2 or not conv_ops.fast_paths():
         return fn(x)
-    y = fn(x.reshape(-1, x.shape[-1]))
+    y = fn(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]))  # explicit rows: a zero-width C is valid
     return y.reshape(x.shape[:-1] + y.shape[-1:])
 
 

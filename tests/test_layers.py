@@ -252,3 +252,5 @@ def test_on_rows_reshapes_only_on_the_fast_paths():
         ranks = {e.invars[0].aval.ndim for e in jaxpr.eqns if e.primitive.name == "reduce_sum"}
         assert ranks == {rank}, (impl, ranks)
     assert layers.on_rows(lambda r: r[:, :2], jnp.ones((2, 3, 5))).shape == (2, 3, 2)
+    for shape in ((0, 3, 5), (2, 3, 0)):  # empty batches and zero-width features keep their shape
+        assert layers.on_rows(lambda r: r * 2, jnp.ones(shape)).shape == shape
