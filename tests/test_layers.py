@@ -197,7 +197,7 @@ def test_gelu_lane_constants_change_no_value():
 
 
 def _rows_cases(rng, dtype):
-    """(name, module or None, fn(variables, x)) for the layers that compute `on_rows`."""
+    """(feature width, [(name, variables, fn(variables, x))]) for the layers that compute `on_rows`."""
     d = 6
     mods = {"layer_norm": layers.LayerNorm(eps=1e-5), "layer_norm_nobias": layers.LayerNorm(use_bias=False),
             "linear": layers.Linear(5), "linear_bias_fn": layers.Linear(5, bias_fn=lambda b: b * 2.0),
@@ -213,7 +213,7 @@ def _rows_cases(rng, dtype):
 
 
 def test_on_rows_equals_plain():
-    """LayerNorm, Linear (and matmul) and gelu computed on the (rows, C) view (CPU fast paths)
+    """LayerNorm, Linear and gelu computed on the (rows, C) view (CPU fast paths)
     against the plain N-D form: values and gradients (input and parameters), float64 <= 1e-13 and
     float32 <= 1e-6 relative, on random shapes of rank 1 to 4."""
     rng = np.random.default_rng(2)
