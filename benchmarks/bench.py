@@ -313,8 +313,13 @@ def torch_variants(name, batch, size, dtype, classes, channels_last=True, compil
     return out
 
 
-def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
-    """GFLOP/s of an n x n x n matmul (bf16: fp32 accumulation) in jax and torch."""
+def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5, device: str = "cpu",
+                budget_s: float = 20.0) -> dict[str, float]:
+    """GFLOP/s of an n x n x n matmul (bf16: fp32 accumulation) in jax and torch: the median of
+    `repeats` timed calls per framework, interleaved, after one warm-up call each. A framework
+    whose warm-up call took longer than `budget_s / repeats` gets fewer timed calls (at least
+    one): torch's bfloat16 matmul on a CPU without AVX512-BF16/AMX takes ~50 s at 2048³ (an
+    emulated kernel), five timed calls would add four minutes to every bf16 run."""
     import torch
 
     jd = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
@@ -329,13 +334,20 @@ def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5, device: str = "cpu"
     torch.backends.cuda.matmul.allow_tf32 = device == "cuda" and torch.backends.cudnn.allow_tf32
     fns = {"flax": lambda: mm(a, a).block_until_ready(), "torch": lambda: (torch.mm(ta, ta), sync())}
     times = {k: [] for k in fns}
-    for f in fns.values():
+    counts = {}
+    for k, f in fns.items():
+        t0 = time.perf_counter()
         f()
-    for _ in range(repeats):
+        warm = time.perf_counter() - t0
+        counts[k] = max(1, min(repeats, int(budget_s / max(warm, 1e-9))))
+        if counts[k] < repeats:
+            log(f"matmul peak: {k} {dtype} {n}³ took {warm:.1f} s; timing {counts[k]} call(s), not {repeats}")
+    for i in range(repeats):
         for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
+            if i < counts[k]:
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
     torch.backends.cuda.matmul.allow_tf32 = tf32
     return {k: 2 * n**3 / statistics.median(v) / 1e9 for k, v in times.items()}
 
@@ -767,9 +779,14 @@ def suite_plan(args) -> list[tuple[str, dict]]:
     return plan
 
 
+def _matmul_n(args) -> int:
+    """--matmul-n, or 8192 on CUDA and 2048 on CPU."""
+    return args.matmul_n or (8192 if args.device == "cuda" else 2048)
+
+
 def run_suite(names: list[str], args, meta: dict, command: str) -> dict:
     plan = suite_plan(args)
-    matmul_n = 8192 if args.device == "cuda" else 2048
+    matmul_n = _matmul_n(args)
     peaks = {dt: matmul_peak(dt, matmul_n, device=args.device)
              for dt in sorted({o["dtype"] for _, o in plan})}
     log("matmul peak GFLOP/s: " + "; ".join(f"{dt}: " + ", ".join(f"{k} {v:.0f}" for k, v in p.items())
@@ -895,7 +912,7 @@ def suite_markdown(results: dict) -> str:
         f"load average (1 min) {meta['loadavg_start'][0]:.1f} at start, {meta['loadavg_end'][0]:.1f} at end; "
         f"XLA_FLAGS=`{meta['XLA_FLAGS'] or '(none)'}`; "
         + ("each framework in its own worker process. " if meta.get("isolate") else "one process. ")
-        + f"Matmul peak GFLOP/s (2048³): {peaks}. Ratios: Flax / torch (speed; higher is better for Flax); "
+        + f"Matmul peak GFLOP/s ({next(iter(results['runs'].values())).get('matmul_n', 2048)}³): {peaks}. Ratios: Flax / torch (speed; higher is better for Flax); "
         f"`torch` = eager NCHW, `torch-cl` = eager channels_last; bf16 torch = `torch.autocast(\"cpu\", "
         f"torch.bfloat16)`. Per-variant details (min/max, CPU s, GFLOP/s) in the tables after these.", ""]
 
@@ -1020,6 +1037,9 @@ def parser() -> argparse.ArgumentParser:
                    help="all variants in this process (always so on a GPU) instead of one worker "
                         "process per framework")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--matmul-n", type=int, default=None, metavar="N",
+                   help="size of the N x N x N matmul whose GFLOP/s the tables' %% peak uses (default 2048 on "
+                        "CPU, 8192 on CUDA)")
     p.add_argument("--torch-compile", action="store_true")
     p.add_argument("--no-torch", action="store_true", help="Flax variants only")
     p.add_argument("--no-channels-last", action="store_true")
@@ -1119,7 +1139,7 @@ def main(argv=None) -> dict:
         if args.json:
             _dump_json(args.json, results)
         return results
-    matmul_n = 8192 if args.device == "cuda" else 2048
+    matmul_n = _matmul_n(args)
     peak = matmul_peak(args.dtype, matmul_n, device=args.device)
     log("matmul peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     results = {

@@ -4,6 +4,8 @@ Checks the markdown table and the JSON fields, not the timings.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 
 import pytest
@@ -19,7 +21,7 @@ ROW_FIELDS = {"model", "variant", "framework", "mode", "img_s", "img_s_min", "im
 def test_bench_smoke(tmp_path, capsys):
     md, js = tmp_path / "bench.md", tmp_path / "bench.json"
     md.write_text("# Results\n\n<!-- bench:smoke -->\nold\n<!-- /bench:smoke -->\ntail\n")
-    bench.main(["--models", "lenet5", "--batch", "2", "--size", "32", "--repeats", "1",
+    bench.main(["--models", "lenet5", "--batch", "2", "--size", "32", "--repeats", "1", "--matmul-n", "256",
                 "--out", str(md), "--tag", "smoke", "--json", str(js)])
 
     data = json.loads(js.read_text())
@@ -81,6 +83,42 @@ def test_bench_rejects_bad_counts(capsys, opt, value):
     with pytest.raises(SystemExit):
         bench.main(["--models", "lenet5", opt, value])
     assert f"{opt} must be >=" in capsys.readouterr().err
+
+
+def test_ab_smoke(capsys):
+    """`benchmarks.ab`: both sides of a switch traced and timed per round, one row per model and
+    step with positive times; an unknown switch or step kind is refused before any work."""
+    from benchmarks import ab
+    from flaxnets import conv_ops, layers
+
+    seen = []
+    real = ab._sides
+
+    @contextlib.contextmanager
+    def record(side, ctx):  # the switch's value inside each side's trace
+        with ctx():
+            seen.append((side, layers._SEPARABLE))
+            yield
+
+    def spy(switch):
+        return {side: functools.partial(record, side, ctx) for side, ctx in real(switch).items()}
+
+    ab._sides = spy
+    try:
+        rows = ab.main(["--switch", "max_pool_separable", "--models", "lenet5", "--batch", "2", "--size", "32",
+                        "--rounds", "2", "--steps", "1"])
+    finally:
+        ab._sides = real
+    assert [(r["model"], r["what"]) for r in rows] == [("lenet5", "train"), ("lenet5", "infer")]
+    assert all(r["fast_ms"] > 0 and r["plain_ms"] > 0 and r["fast_range"][0] <= r["fast_ms"] for r in rows)
+    assert seen == [("fast", True), ("plain", False)] * 4 and layers._SEPARABLE is True
+    out = capsys.readouterr().out
+    assert "switch max_pool_separable" in out and out.count("| lenet5 |") == 2
+    with conv_ops.use_impl("plain"), ab._sides("fast_paths")["fast"]():
+        assert conv_ops.fast_paths()
+    for argv in (["--switch", "nope"], ["--switch", "fast_paths", "--what", "train,eval"]):
+        with pytest.raises(SystemExit):
+            ab.main(argv)
 
 
 @pytest.mark.large  # ~23 s on 2 cores (default-suite budget, 2026-12-03): a past investigation's script
@@ -244,7 +282,7 @@ def test_bench_suite_smoke(tmp_path):
     """--what all on lenet5 in one process: every summary table with one row, the JSON."""
     md, js = tmp_path / "suite.md", tmp_path / "suite.json"
     res = bench.main(["--models", "lenet5", "--what", "all", "--same-process", "--batch", "2", "--size", "32",
-                      "--repeats", "1", "--latency-repeats", "2", "--settle", "0", "--out", str(md), "--tag", "s",
+                      "--repeats", "1", "--latency-repeats", "2", "--settle", "0", "--matmul-n", "256", "--out", str(md), "--tag", "s",
                       "--json", str(js)])
     assert set(res["runs"]) == {"fp32", "latency", "bf16", "memory"}
     assert res["runs"]["latency"]["batch"] == 1 and res["runs"]["bf16"]["dtype"] == "bfloat16"
@@ -267,11 +305,26 @@ def test_bench_suite_smoke(tmp_path):
     for title, lines in tables.items():
         assert len(lines) == 3 and lines[2].startswith("| lenet5 |"), title
         assert len({line.count("|") for line in lines}) == 1, lines
+    assert "Matmul peak GFLOP/s (256³)" in text and "Matmul peak (bfloat16, 256³)" in text
     assert "Details: bf16 (batch 2, bfloat16)" in text and "| lenet5 | torch-cl train |" in text
     assert "AMX-BF16" in text or "AVX512-BF16" in text
     data = json.loads(js.read_text())
     assert set(data["meta"]["cpu_flags"]) >= {"amx_bf16", "avx512_bf16"}
     assert data["summary"]["lenet5"]["latency"]["flax_ms"] == lat["flax_ms"] and "args" not in data["runs"]["fp32"]
+
+
+def test_matmul_peak_times_fewer_calls_when_slow(monkeypatch):
+    """A framework whose warm-up matmul exceeds budget_s / repeats gets fewer timed calls (one at
+    least), and the log says so: torch's emulated bf16 matmul takes ~50 s at 2048³ on CPUs
+    without AVX512-BF16/AMX."""
+    said = []
+    monkeypatch.setattr(bench, "log", said.append)
+    peak = bench.matmul_peak("float32", 64, repeats=3, budget_s=0.0)
+    assert set(peak) == {"flax", "torch"} and all(v > 0 for v in peak.values())
+    assert len(said) == 2 and all("timing 1 call(s), not 3" in m for m in said), said
+    said.clear()
+    bench.matmul_peak("float32", 64, repeats=3, budget_s=1e9)
+    assert said == []
 
 
 def test_bench_suite_latency_mnas_objective(monkeypatch):

@@ -141,8 +141,8 @@ def test_attention_heads_major_equals_plain(shape, bias):
                         args = (q, k, v, bb) if bb is not None else (q, k, v)
                         # a fresh function per form: jax caches traces per function object
                         fn = (lambda *a: f(*a)) if bb is not None else (lambda q, k, v: f(q, k, v, None))
-                        y, vjp = jax.vjp(jax.jit(fn), *args)
-                        outs[impl] = (y, *vjp(ct))
+                        # forward and VJP in one jitted program (an eager backward dispatches op by op)
+                        outs[impl] = jax.jit(lambda *a, fn=fn: (lambda y, vjp: (y, *vjp(ct)))(*jax.vjp(fn, *a)))(*args)
                 for got, want in zip(outs["fast"], outs["plain"]):
                     err = float(jnp.abs(got - want).max() / jnp.abs(want).max())
                     assert got.dtype == want.dtype and err <= tol, (dtype, rate, err)
@@ -215,23 +215,23 @@ def _rows_cases(rng, dtype):
 def test_on_rows_equals_plain():
     """LayerNorm, Linear and gelu computed on the (rows, C) view (CPU fast paths)
     against the plain N-D form: values and gradients (input and parameters), float64 <= 1e-13 and
-    float32 <= 1e-6 relative, on random shapes of rank 1 to 4."""
+    float32 <= 1e-6 relative, on random shapes of rank 1, 3 and 4."""
     rng = np.random.default_rng(2)
     worst = {}
     for dtype, tol in (("float32", 1e-6), ("float64", 1e-13)):
         with jax.enable_x64(dtype == "float64"):
             d, cases = _rows_cases(rng, dtype)
-            for shape in ((d,), (3, d), (2, 3, d), (2, 3, 4, d), (1, 5, 1, d)):
+            for shape in ((d,), (2, 3, d), (1, 5, 1, d)):  # (rank 2 is the identity view)
                 x = jnp.asarray(rng.standard_normal(shape) * 2, dtype)
                 for name, v, fn in cases:
                     got = {}
+                    t = jnp.asarray(rng.standard_normal(jax.eval_shape(fn, v, x).shape), dtype)
                     for impl in ("fast", "plain"):
                         with conv_ops.use_impl(impl):
-                            # fresh functions per form: jax caches traces per function object
-                            y = jax.jit(lambda v, x: fn(v, x))(v, x)
-                            t = jnp.asarray(rng.standard_normal(y.shape), dtype) if impl == "fast" else t
-                            g = jax.jit(jax.grad(lambda v, x: (fn(v, x) * t).sum(), argnums=(0, 1)))(v, x)
-                            got[impl] = [np.asarray(a) for a in jax.tree.leaves((y, g))]
+                            # fresh functions per form (jax caches traces per function object);
+                            # value and gradients in one program
+                            vjp = jax.jit(lambda v, x, fn=fn: (lambda y, back: (y, back(t)))(*jax.vjp(fn, v, x)))
+                            got[impl] = [np.asarray(a) for a in jax.tree.leaves(vjp(v, x))]
                     for a, b in zip(got["fast"], got["plain"]):
                         assert a.dtype == b.dtype == np.dtype(dtype) and a.shape == b.shape
                         err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)

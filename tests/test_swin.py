@@ -175,7 +175,7 @@ def test_knobs(small):
 
     x = jax.random.normal(jax.random.key(0), (2, 20, 24, 3))
     plain = flaxnets.create_model("swin_small_v2", num_classes=7, stochastic_depth_prob=0.0)
-    v = plain.init(jax.random.key(0), x)
+    v = jax.jit(plain.init)(jax.random.key(0), x)
     assert v["params"]["head"]["kernel"].shape == (32, 7)
     ev = jax.jit(plain.apply)(v, x)
     rng = {"dropout": jax.random.key(3)}
@@ -194,7 +194,7 @@ def test_bf16_compute(small):
     x = jax.random.normal(jax.random.key(0), (2, 37, 45, 3))
     for name in ("swin_small_v1", "swin_small_v2"):
         ref = flaxnets.create_model(name)
-        v = ref.init(jax.random.key(0), x)
+        v = jax.jit(ref.init)(jax.random.key(0), x)
         y = jax.jit(flaxnets.create_model(name, dtype=jnp.bfloat16).apply)(v, x)
         assert y.dtype == jnp.bfloat16
         y32 = jax.jit(ref.apply)(v, x)
