@@ -10,6 +10,9 @@ function; nothing else changes between the two sides):
 - ``max_pool_taps``: max pooling's first-maximum gradient (`layers._max_pool_taps`) vs jax's own
   `reduce_window` derivative (was ``benchmarks.max_pool_ab``);
 - ``max_pool_separable``: that gradient axis by axis (`layers._SEPARABLE`) vs on the whole window;
+- ``low_precision_vjp``: bfloat16/float16 products' gradients as low-precision products
+  (`layers._LP_VJP`, `layers.lp_einsum`) vs autodiff of the float32-accumulating product (use
+  with ``--dtype bfloat16``);
 - ``fast_paths``: every CPU fast path (`conv_ops.use_impl("fast")`) vs none (``"plain"``).
 
 Each side's time in a round is the best of ``--steps`` calls; the table shows the median over
@@ -49,12 +52,14 @@ def _sides(switch: str):
                 "plain": lambda: _attr(layers, "_max_pool_taps", plain)}
     if switch == "max_pool_separable":
         return {"fast": lambda: _attr(layers, "_SEPARABLE", True), "plain": lambda: _attr(layers, "_SEPARABLE", False)}
+    if switch == "low_precision_vjp":
+        return {"fast": lambda: _attr(layers, "_LP_VJP", True), "plain": lambda: _attr(layers, "_LP_VJP", False)}
     if switch == "fast_paths":
         return {"fast": lambda: conv_ops.use_impl("fast"), "plain": lambda: conv_ops.use_impl("plain")}
     raise SystemExit(f"--switch {switch!r}: expected one of {', '.join(SWITCHES)}")
 
 
-SWITCHES = ("max_pool_taps", "max_pool_separable", "fast_paths")
+SWITCHES = ("max_pool_taps", "max_pool_separable", "low_precision_vjp", "fast_paths")
 
 
 def _steps(name: str, batch: int, size: int, dtype: str, what: tuple[str, ...]):

@@ -284,14 +284,66 @@ class Op(nn.Module):
         return self.fn(x)
 
 
+def _lp_einsum_rule(spec: str):
+    """`jnp.einsum(spec, a, b)` for bfloat16/float16 operands with float32 accumulation, and a VJP
+    whose two products are low-precision ones too: the cotangent rounded once to the operands'
+    dtype, each gradient product accumulated in float32 and rounded once. Autodiff of the
+    float32-accumulating product instead pairs the float32 cotangent with a bfloat16 operand,
+    which XLA:CPU runs as a float32 GEMM (the bfloat16 operand converted first): 2 of a train
+    step's 3 products ran at float32 speed. torch autocast's backward is bf16 products with
+    float32 accumulation (oneDNN), as here. Every index of each operand must appear in the other
+    operand or in the output (matmuls and attention's batched products)."""
+    ins, out = spec.replace(" ", "").split("->")
+    sa, sb = ins.split(",")
+
+    def dot(s, x, y, dtype):
+        return jnp.einsum(s, x, y, preferred_element_type=jnp.float32).astype(dtype)
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+    def f(a, b, out_dtype):
+        return dot(spec, a, b, out_dtype)
+
+    def fwd(a, b, out_dtype):
+        return f(a, b, out_dtype), (a, b)
+
+    def bwd(out_dtype, res, g):
+        a, b = res
+        g = g.astype(a.dtype)
+        return dot(f"{out},{sb}->{sa}", g, b, a.dtype), dot(f"{sa},{out}->{sb}", a, g, b.dtype)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+_LP_EINSUM: dict[str, Callable] = {}
+
+
+def lp_einsum(spec: str, a, b, out_dtype=None):
+    """`jnp.einsum(spec, a, b)` of bfloat16/float16 operands, accumulated in float32 and rounded
+    to `out_dtype` (default the operands' dtype; attention keeps its logits float32), with
+    low-precision gradient products (`_lp_einsum_rule`; `_LP_VJP` off: autodiff's)."""
+    out_dtype = a.dtype if out_dtype is None else out_dtype
+    if not _LP_VJP:
+        return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
+    if spec not in _LP_EINSUM:
+        _LP_EINSUM[spec] = _lp_einsum_rule(spec)
+    return _LP_EINSUM[spec](a, b, jnp.dtype(out_dtype))
+
+
+_LP_VJP = True  # A/B switch for benchmarks/ab.py (docs/benchmarks.md); True is the tested path
+
+
 def matmul(x, w):
     """x @ w (last axis of x with the first of w) for Linear layers. On the CPU fast paths,
     bfloat16/float16 products accumulate to a float32 result that is then rounded once: XLA:CPU
     0.10 runs that form 2.3x faster than a bfloat16-output dot (ViT's MLP matmul, 6304x768 @
     768x3072 on an AMX machine: 59 vs 138 ms), and it is torch autocast's own rounding (oneDNN
-    accumulates in float32 and rounds the output). float32/float64 are untouched. Callers pass it
-    through `on_rows` together with their bias add."""
+    accumulates in float32 and rounds the output); its gradient products are of the same form
+    (`lp_einsum`). float32/float64 are untouched. Callers pass it through `on_rows` together
+    with their bias add."""
     if conv_ops.low_precision(x.dtype) and conv_ops.fast_paths():
+        if x.ndim == 2 and w.ndim == 2:
+            return lp_einsum("rc,cd->rd", x, w)
         return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(x.dtype)
     return jnp.dot(x, w)
 
@@ -471,7 +523,9 @@ def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: floa
         return jax.nn.dot_product_attention(q, k, v, bias=None if bias is None else bias.astype(q.dtype),
                                             scale=scale)
     # CPU, bfloat16/float16: both products accumulate in float32 (see `matmul`), the softmax
-    # runs in float32 on the float32 logits, the weights are rounded once for the second product.
+    # runs in float32 on the float32 logits, the weights are rounded once for the second product;
+    # the gradient products are low-precision ones too (`lp_einsum`: the logits' float32
+    # cotangent rounded once, as torch autocast's bf16 logits give a bf16 gradient).
     acc = jnp.float32 if cpu else None
     # On the CPU fast paths q, k, v are first copied heads-major, (batch, heads, length, dim), so
     # both products are plain batched matmuls over (batch, heads). Given (batch, length, heads,
@@ -484,7 +538,10 @@ def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: floa
     if heads_major:
         q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
     spec = "bhqd,bhkd->bhqk" if heads_major else "bqhd,bkhd->bhqk"
-    logits = jnp.einsum(spec, q * jnp.asarray(scale, q.dtype), k, preferred_element_type=acc)
+    if cpu:  # float32 logits; both products' gradients as low-precision products too
+        logits = lp_einsum(spec, q * jnp.asarray(scale, q.dtype), k, jnp.float32)
+    else:
+        logits = jnp.einsum(spec, q * jnp.asarray(scale, q.dtype), k, preferred_element_type=acc)
     if bias is not None:
         logits = logits + bias.astype(logits.dtype)
     weights = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
@@ -492,8 +549,11 @@ def attention(q, k, v, bias=None, scale: float | None = None, dropout_rate: floa
         keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
         weights = jnp.where(keep, weights / jnp.asarray(1.0 - dropout_rate, weights.dtype), 0)
     if heads_major:
-        out = jnp.einsum("bhqk,bhkd->bhqd", weights, v, preferred_element_type=acc)
+        out = (lp_einsum("bhqk,bhkd->bhqd", weights, v) if cpu
+               else jnp.einsum("bhqk,bhkd->bhqd", weights, v, preferred_element_type=acc))
         return jnp.swapaxes(out, 1, 2).astype(q.dtype)
+    if cpu:
+        return lp_einsum("bhqk,bkhd->bqhd", weights, v)
     return jnp.einsum("bhqk,bkhd->bqhd", weights, v, preferred_element_type=acc).astype(q.dtype)
 
 

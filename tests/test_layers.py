@@ -116,6 +116,85 @@ def test_bf16_matmul_and_attention_accumulate_in_float32(impl):
     assert err <= 2 ** -6, f"attention rel err {err:.3g}"
 
 
+def _dot_operand_dtypes(jaxpr):
+    """The operand dtypes of every dot_general in `jaxpr` and the jaxprs nested in it."""
+    out = []
+    for e in jaxpr.eqns:
+        if e.primitive.name == "dot_general":
+            out.append(tuple(str(v.aval.dtype) for v in e.invars))
+        for p in e.params.values():
+            for sub in (p if isinstance(p, (tuple, list)) else (p,)):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    out += _dot_operand_dtypes(inner)
+    return out
+
+
+@pytest.mark.parametrize("spec,shapes,out", [("rc,cd->rd", ((37, 64), (64, 48)), None),
+                                             ("bhqd,bhkd->bhqk", ((2, 3, 7, 16), (2, 3, 9, 16)), "float32"),
+                                             ("bhqk,bhkd->bhqd", ((2, 3, 7, 9), (2, 3, 9, 16)), None),
+                                             ("bhqk,bkhd->bqhd", ((2, 3, 7, 9), (2, 9, 3, 16)), None)])
+def test_low_precision_products_and_their_gradients(spec, shapes, out):
+    """`layers.lp_einsum` on bfloat16 operands: the value, and both gradients, are each one bfloat16
+    rounding (2^-8 of the largest magnitude) of the float32 product of the bfloat16 operands and
+    the bfloat16-rounded cotangent, as torch autocast's oneDNN products; every product of the
+    forward and of the VJP takes two bfloat16 operands (autodiff's VJP paired a float32
+    cotangent with a bfloat16 operand: a float32 GEMM on XLA:CPU, `_LP_VJP` off)."""
+    rng = np.random.default_rng(len(spec))
+    a, b = (jnp.asarray(rng.standard_normal(s), jnp.bfloat16) for s in shapes)
+    out_dtype = jnp.dtype(out) if out else jnp.bfloat16
+    y_shape = jax.eval_shape(lambda a, b: jnp.einsum(spec, a, b), a, b).shape
+    g = jnp.asarray(rng.standard_normal(y_shape), out_dtype)
+    f = lambda a, b: layers.lp_einsum(spec, a, b, out)  # noqa: E731
+    y, vjp = jax.vjp(f, a, b)
+    da, db = jax.jit(vjp)(g)
+    f32 = lambda t: np.asarray(t, np.float32)  # noqa: E731
+    ins, o = spec.split("->")
+    sa, sb = ins.split(",")
+    g16 = f32(jnp.asarray(g, jnp.bfloat16))
+    refs = ((y, np.einsum(spec, f32(a), f32(b))), (da, np.einsum(f"{o},{sb}->{sa}", g16, f32(b))),
+            (db, np.einsum(f"{sa},{o}->{sb}", f32(a), g16)))
+    for got, ref in refs[1:]:
+        assert got.dtype == jnp.bfloat16
+    assert y.dtype == out_dtype
+    for got, ref in refs:
+        err = np.abs(f32(got) - ref).max() / np.abs(ref).max()
+        assert err <= 2 ** -8, (spec, err)
+    dots = _dot_operand_dtypes(jax.make_jaxpr(jax.grad(lambda a, b: f(a, b).astype(jnp.float32).sum()
+                                                       if out is None else (f(a, b) * g).sum(), (0, 1)))(a, b).jaxpr)
+    assert dots == [("bfloat16", "bfloat16")] * 3, dots
+    layers._LP_VJP = False
+    try:
+        plain = _dot_operand_dtypes(jax.make_jaxpr(jax.grad(lambda a, b: (layers.lp_einsum(spec, a, b, out)
+                                                                          .astype(jnp.float32) * g).sum(),
+                                                            (0, 1)))(a, b).jaxpr)
+    finally:
+        layers._LP_VJP = True
+    assert ("float32", "bfloat16") in plain or ("bfloat16", "float32") in plain, plain
+
+
+def test_low_precision_vjp_in_linear_and_attention():
+    """Linear and MultiheadAttention in bfloat16 on the CPU fast paths: every product of the train
+    step's forward and backward takes bfloat16 operands, and the gradients stay within bfloat16
+    rounding of the same layers in float32 (relative 2^-5 of the largest: a chain of roundings)."""
+    rng = np.random.default_rng(1)
+    m16 = layers.MultiheadAttention(num_heads=2, dtype=jnp.bfloat16)
+    m32 = layers.MultiheadAttention(num_heads=2)
+    x = jnp.asarray(rng.standard_normal((2, 6, 16)), jnp.float32)
+    v = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape) / 4, a.dtype), m32.init(jax.random.key(0), x))
+    t = jnp.asarray(rng.standard_normal((2, 6, 16)), jnp.float32)
+    loss = lambda m: lambda v, x: (m.apply(v, x).astype(jnp.float32) * t).sum()  # noqa: E731
+    with conv_ops.use_impl("fast"):
+        dots = _dot_operand_dtypes(jax.make_jaxpr(jax.grad(loss(m16), (0, 1)))(v, x.astype(jnp.bfloat16)).jaxpr)
+        g16 = jax.jit(jax.grad(loss(m16), (0, 1)))(v, x)
+        g32 = jax.jit(jax.grad(loss(m32), (0, 1)))(v, x)
+    assert len(dots) == 12 and set(dots) == {("bfloat16", "bfloat16")}, dots  # 4 products x 3
+    for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+        assert a.dtype == b.dtype
+        err = float(jnp.abs(a.astype(jnp.float32) - b).max() / jnp.abs(b).max())
+        assert err <= 2 ** -5, err
+
+
 @pytest.mark.parametrize("shape,bias", [((3, 11, 4, 8), None), ((2, 9, 3, 16), "heads"),
                                         ((4, 5, 2, 8), "full")])
 def test_attention_heads_major_equals_plain(shape, bias):
