@@ -18,7 +18,8 @@
 - Transformer pieces: `LayerNorm` (torch's eps per family), `attention` (softmax attention;
   heads-major batched matmuls on the CPU fast paths, `jax.nn.dot_product_attention` for half
   precision elsewhere), `MultiheadAttention` (torch.nn.MultiheadAttention, packed in_proj),
-  `MLP` (torchvision.ops.MLP).
+  `MLP` (torchvision.ops.MLP); `lp_einsum`, the CPU's bfloat16/float16 products (float32
+  accumulation, gradient products in the same form, as torch autocast).
 - `interpolate`: torch's F.interpolate (bilinear / bicubic) in numpy, for weight resizing.
 
 Every layer computes in the dtype of its inputs and parameters unless `dtype` is given
