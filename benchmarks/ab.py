@@ -16,10 +16,11 @@ function; nothing else changes between the two sides):
 - ``fast_paths``: every CPU fast path (`conv_ops.use_impl("fast")`) vs none (``"plain"``).
 
 Each side's time in a round is the best of ``--steps`` calls; the table shows the median over
-rounds, min-max in brackets, and the change (negative: the fast path is faster). Print the CPU
-model, versions and load with it; like `python -m train.main`, it restarts itself once with
-transparent huge pages (`flaxnets.runtime.reexec_with_thp`, ``FLAXNETS_NO_THP=1`` opts out); same-process ratios are the evidence for a default, the
-two-worker `benchmarks.bench` tables the figures against torch.
+rounds, min-max in brackets, and the change (negative: the fast path is faster), after a header
+with the CPU model, jax version and load. Like `python -m train.main`, it restarts itself once
+with transparent huge pages (`flaxnets.runtime.reexec_with_thp`; ``FLAXNETS_NO_THP=1`` opts
+out). Same-process ratios are the evidence for a default; the two-worker `benchmarks.bench`
+tables give the figures against torch.
 """
 from __future__ import annotations
 

@@ -285,6 +285,7 @@ class Op(nn.Module):
         return self.fn(x)
 
 
+@functools.cache
 def _lp_einsum_rule(spec: str):
     """`jnp.einsum(spec, a, b)` for bfloat16/float16 operands with float32 accumulation, and a VJP
     whose two products are low-precision ones too: the cotangent rounded once to the operands'
@@ -296,6 +297,8 @@ def _lp_einsum_rule(spec: str):
     operand or in the output (matmuls and attention's batched products)."""
     ins, out = spec.replace(" ", "").split("->")
     sa, sb = ins.split(",")
+    if set(sa) - set(sb + out) or set(sb) - set(sa + out):
+        raise ValueError(f"lp_einsum {spec!r}: an index summed within one operand has no gradient product")
 
     def dot(s, x, y, dtype):
         return jnp.einsum(s, x, y, preferred_element_type=jnp.float32).astype(dtype)
@@ -316,9 +319,6 @@ def _lp_einsum_rule(spec: str):
     return f
 
 
-_LP_EINSUM: dict[str, Callable] = {}
-
-
 def lp_einsum(spec: str, a, b, out_dtype=None):
     """`jnp.einsum(spec, a, b)` of bfloat16/float16 operands, accumulated in float32 and rounded
     to `out_dtype` (default the operands' dtype; attention keeps its logits float32), with
@@ -326,9 +326,7 @@ def lp_einsum(spec: str, a, b, out_dtype=None):
     out_dtype = a.dtype if out_dtype is None else out_dtype
     if not _LP_VJP:
         return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
-    if spec not in _LP_EINSUM:
-        _LP_EINSUM[spec] = _lp_einsum_rule(spec)
-    return _LP_EINSUM[spec](a, b, jnp.dtype(out_dtype))
+    return _lp_einsum_rule(spec)(a, b, jnp.dtype(out_dtype))  # one rule per spec (jax caches traces per function)
 
 
 _LP_VJP = True  # A/B switch for benchmarks/ab.py (docs/benchmarks.md); True is the tested path

@@ -171,6 +171,8 @@ def test_low_precision_products_and_their_gradients(spec, shapes, out):
     finally:
         layers._LP_VJP = True
     assert ("float32", "bfloat16") in plain or ("bfloat16", "float32") in plain, plain
+    with pytest.raises(ValueError, match=r"lp_einsum 'ab,bc->a'"):
+        layers.lp_einsum("ab,bc->a", a, b)  # refused from the spec alone
 
 
 def test_low_precision_vjp_in_linear_and_attention():
