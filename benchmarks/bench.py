@@ -489,10 +489,11 @@ def fresh_process_memory(name: str, args) -> dict:
     imports), with the Flax compile time and XLA's buffer assignment measured with nothing else
     running. Unlike the RSS growth during a timed step (the per-variant tables), this counts
     what an allocator keeps between steps, so it is each framework's real peak."""
-    opts = {"batch": args.batch, "size": args.size, "dtype": "float32", "train": True, "infer": False,
+    size = model_size(name, args.size)
+    opts = {"batch": args.batch, "size": size, "dtype": "float32", "train": True, "infer": False,
             "channels_last": False, "torch_compile": False, "device": "cpu", "threads": cpu_count(),
             "malloc_tuning": args.malloc_tuning, "flops": False}
-    out, classes = {"model": name, "rows": []}, None
+    out, classes = {"model": name, "rows": [], "size": size}, None
     for fw in ("flax",) + (() if args.no_torch else ("torch",)):
         log(f"{name}: {fw} train step alone in a fresh process")
         w = _Worker(fw, name, opts, classes, thp=args.thp in (("flax", "both") if fw == "flax" else ("both",)))
@@ -524,8 +525,10 @@ def bench_model(name: str, args) -> dict:
 
 
 def _bench_model(name: str, args, workers: list) -> dict:
-    log(f"{name}: building and compiling" + (" in worker processes" if args.isolate else ""))
-    opts = {"batch": args.batch, "size": args.size, "dtype": args.dtype, "train": not args.infer_only,
+    size = model_size(name, args.size)
+    log(f"{name}: building and compiling" + (" in worker processes" if args.isolate else "")
+        + (f" at {size}x{size} (MIN_SIZE)" if size != args.size else ""))
+    opts = {"batch": args.batch, "size": size, "dtype": args.dtype, "train": not args.infer_only,
             "infer": not args.train_only, "channels_last": not args.no_channels_last,
             "torch_compile": args.torch_compile, "device": args.device, "threads": cpu_count(),
             "malloc_tuning": args.malloc_tuning}
@@ -578,7 +581,7 @@ def _bench_model(name: str, args, workers: list) -> dict:
                               else v.xla_bytes / 2**20 if args.device == "cuda" and v.xla_bytes else None),
             "flops_per_step": f, "gflop_s": f / med / 1e9 if f else None,
         })
-    return {"model": name, "rows": rows, "loadavg_end": os.getloadavg()}
+    return {"model": name, "rows": rows, "size": size, "loadavg_end": os.getloadavg()}
 
 
 # (label, n, h, cin, cout, k, stride, groups): shapes from regnet_x_400mf, resnext50_32x4d,
@@ -740,6 +743,14 @@ REPRESENTATIVES = {
 MOBILE_PREFIXES = ("mobilenet", "mnasnet", "shufflenet", "efficientnet", "semnasnet")
 WHAT = ("train", "latency", "infer", "bf16", "compile")
 MNAS_T_MS, MNAS_W = 80.0, -0.07
+# Models benchmarked at more than --size: inception_v3's auxiliary head (train mode) needs a
+# 299x299 input (torchvision's own transforms give it 299); below that torch and Flax both raise.
+MIN_SIZE = {"inception_v3": 299}
+
+
+def model_size(name: str, size: int) -> int:
+    """The input size `name` is benchmarked at: --size, or MIN_SIZE's where that is larger."""
+    return max(size, MIN_SIZE.get(name, 0))
 
 
 def is_mobile(name: str) -> bool:
@@ -916,11 +927,15 @@ def suite_markdown(results: dict) -> str:
         f"`torch` = eager NCHW, `torch-cl` = eager channels_last; bf16 torch = `torch.autocast(\"cpu\", "
         f"torch.bfloat16)`. Per-variant details (min/max, CPU s, GFLOP/s) in the tables after these.", ""]
 
+    def lab(name):  # a model benchmarked at its MIN_SIZE says so
+        size = model_size(name, results["size"])
+        return name if size == results["size"] else f"{name} ({size}²)"
+
     def ok(name, key):
         return key in summ[name] and "error" not in summ[name][key]
 
     def failed(name, key):
-        return f"| {name} | failed: {summ[name][key]['error'][:100]} |" if key in summ[name] else None
+        return f"| {lab(name)} | failed: {summ[name][key]['error'][:100]} |" if key in summ[name] else None
 
     for mode, title in (("train", f"Train step, batch {results['batch']}, float32"),
                         ("infer", f"Inference, batch {results['batch']}, float32")):
@@ -931,7 +946,7 @@ def suite_markdown(results: dict) -> str:
         for name in summ:
             if ok(name, mode):
                 r = summ[name][mode]
-                lines.append(f"| {name} | {r['flax_img_s']:.2f} | {_fmt(r['torch_img_s'], '.2f')} | "
+                lines.append(f"| {lab(name)} | {r['flax_img_s']:.2f} | {_fmt(r['torch_img_s'], '.2f')} | "
                              f"{_fmt(r['torch_cl_img_s'], '.2f')} | {_x(r['vs_torch'])} | {_x(r['vs_torch_cl'])} |")
             elif failed(name, mode):
                 lines.append(failed(name, mode))
@@ -942,7 +957,7 @@ def suite_markdown(results: dict) -> str:
         for name in summ:
             if ok(name, "latency"):
                 r = summ[name]["latency"]
-                lines.append(f"| {name} | {_fmt(r['flax_ms'], '.1f')} | {_fmt(r['torch_ms'], '.1f')} | "
+                lines.append(f"| {lab(name)} | {_fmt(r['flax_ms'], '.1f')} | {_fmt(r['torch_ms'], '.1f')} | "
                              f"{_fmt(r['torch_cl_ms'], '.1f')} | {_x(r['vs_torch'])} | {_x(r['vs_torch_cl'])} |")
             elif failed(name, "latency"):
                 lines.append(failed(name, "latency"))
@@ -954,7 +969,7 @@ def suite_markdown(results: dict) -> str:
                       "| model | weights | top-1 % | flax | torch | torch-cl |", "|---|---|---:|---:|---:|---:|"]
             for name in mobile:
                 r = summ[name]["mnas"]
-                lines.append(f"| {name} | {r['weights'] or '–'} | {_fmt(r['acc1'], '.3f')} | "
+                lines.append(f"| {lab(name)} | {r['weights'] or '–'} | {_fmt(r['acc1'], '.3f')} | "
                              f"{_fmt(r['flax_objective'], '.2f')} | {_fmt(r['torch_objective'], '.2f')} | "
                              f"{_fmt(r['torch_cl_objective'], '.2f')} |")
         lines.append("")
@@ -966,10 +981,10 @@ def suite_markdown(results: dict) -> str:
         for name in summ:
             t, i = summ[name].get("bf16_train"), summ[name].get("bf16_infer")
             if t and "error" in t:
-                lines.append(f"| {name} | failed: {t['error'][:100]} |")
+                lines.append(f"| {lab(name)} | failed: {t['error'][:100]} |")
             elif t or i:
                 t, i = t or {}, i or {}
-                lines.append(f"| {name} | {_fmt(t.get('flax_img_s'), '.2f')} | {_x(t.get('vs_torch'))} | "
+                lines.append(f"| {lab(name)} | {_fmt(t.get('flax_img_s'), '.2f')} | {_x(t.get('vs_torch'))} | "
                              f"{_x(t.get('vs_torch_cl'))} | {_fmt(i.get('flax_img_s'), '.2f')} | "
                              f"{_x(i.get('vs_torch'))} | {_x(i.get('vs_torch_cl'))} |")
         lines.append("")
@@ -986,7 +1001,7 @@ def suite_markdown(results: dict) -> str:
         for name in summ:
             if ok(name, "compile"):
                 r, m = summ[name]["compile"], summ[name]["compile"]["xla_mb"] or {}
-                lines.append(f"| {name} | {r['params_m']:.1f} | {_fmt(r['train_compile_s'], '.1f')} | "
+                lines.append(f"| {lab(name)} | {r['params_m']:.1f} | {_fmt(r['train_compile_s'], '.1f')} | "
                              f"{_fmt(m.get('temp'), '.0f')} | {_fmt(m.get('argument'), '.0f')} | "
                              f"{_fmt(m.get('output'), '.0f')} | {_fmt(r['xla_total_mb'], '.0f')} | "
                              f"{r['flax_peak_rss_mb']:.0f} (+{r['flax_step_peak_mb']:.0f}) | "

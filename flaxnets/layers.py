@@ -258,6 +258,7 @@ class Conv2d(nn.Module):
             pad = tuple((k - 1) // 2 * d for k, d in zip(ks, dil))
         else:
             pad = _ntuple(self.padding, nd, "padding")
+        _check_window(x.shape[1:-1], ks, pad, dil, f"{'/'.join(self.path) or 'Conv2d'}: convolution")
         cin = x.shape[-1]
         if cin % self.groups:
             raise ValueError(f"{self.name}: {cin} input channels not divisible by groups={self.groups}")
@@ -758,6 +759,18 @@ def adaptive_avg_pool2d(x, output_size: int | Sequence[int]):
     return jnp.stack(rows, axis=1)
 
 
+def _check_window(sizes, ks, pads, dils, what: str) -> None:
+    """Raise where a convolution's window is larger than its padded input, as torch does ("Kernel
+    size can't be greater than actual input size"): lax.conv returns an empty axis there, which a
+    mean later turns into NaN without a word."""
+    for n, k, p, d in zip(sizes, ks, pads, dils):
+        if n + 2 * p < d * (k - 1) + 1:
+            raise ValueError(
+                f"{what}: input size {tuple(sizes)} with padding {tuple(pads)} is smaller than the "
+                f"kernel {tuple(ks)} (dilation {tuple(dils)}); torch raises here too: the model needs "
+                "a larger input")
+
+
 def _pool_geometry(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> tuple[int, int]:
     """torch's pooling output size and the extra right padding that realises it."""
     eff = d * (k - 1) + 1
@@ -767,6 +780,18 @@ def _pool_geometry(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -
         out -= 1
     extra = max((out - 1) * s + eff - (size + 2 * p), 0)
     return out, extra
+
+
+def _pool_extras(what: str, sizes, ks, ss, ps, ds, ceil_mode: bool) -> list[int]:
+    """Per spatial axis the extra right padding of `_pool_geometry`; raises where torch's output
+    size would be < 1 ("Output size is too small"; a ceil-mode window may overhang the input)."""
+    geo = [_pool_geometry(n, k, s, p, d, ceil_mode) for n, k, s, p, d in zip(sizes, ks, ss, ps, ds)]
+    if any(out < 1 for out, _ in geo):
+        raise ValueError(f"{what}: input size {tuple(sizes)} gives output size "
+                         f"{tuple(out for out, _ in geo)} (kernel {tuple(ks)}, stride {tuple(ss)}, "
+                         f"padding {tuple(ps)}, ceil_mode={ceil_mode}); torch raises here too: "
+                         "the model needs a larger input")
+    return [e for _, e in geo]
 
 
 # The taps form unrolls one compare/select per tap: cheap for the 2x2/3x3 pools every model
@@ -786,8 +811,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bo
     ks = _ntuple(kernel_size, nd, "kernel_size")
     ss = _ntuple(stride if stride is not None else kernel_size, nd, "stride")
     ps, ds = _ntuple(padding, nd, "padding"), _ntuple(dilation, nd, "dilation")
-    extra = [_pool_geometry(x.shape[1 + i], ks[i], ss[i], ps[i], ds[i], ceil_mode)[1]
-             for i in range(nd)]
+    extra = _pool_extras("max_pool2d", x.shape[1:-1], ks, ss, ps, ds, ceil_mode)
     pads = tuple((p, p + e) for p, e in zip(ps, extra))
     if conv_ops.fast_paths() and math.prod(ks) <= MAX_POOL_TAPS:
         if _SEPARABLE and sum(k > 1 for k in ks) > 1:
@@ -890,7 +914,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
     ss = _ntuple(stride if stride is not None else kernel_size, nd, "stride")
     ps = _ntuple(padding, nd, "padding")
     sizes = x.shape[1:-1]
-    extra = [_pool_geometry(sizes[i], ks[i], ss[i], ps[i], 1, ceil_mode)[1] for i in range(nd)]
+    extra = _pool_extras("avg_pool2d", sizes, ks, ss, ps, (1,) * nd, ceil_mode)
     pads = ((0, 0), *((p, p + e) for p, e in zip(ps, extra)), (0, 0))
     zero = np.array(0, x.dtype)  # concrete (numpy) init: differentiable under jit
     total = lax.reduce_window(x, zero, lax.add, (1, *ks, 1), (1, *ss, 1), pads)
